@@ -1,0 +1,202 @@
+"""Typed run configuration: YAML file + `key.sub=value` overrides -> validated `RunConfig`.
+
+One schema (pydantic, unknown keys forbidden). Errors name the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EnvConfig(_Strict):
+    name: str = "arithmetic"
+    weight: float = Field(1.0, gt=0)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlgoConfig(_Strict):
+    """`name` picks a preset (rlscale.presets); any other field set here overrides it."""
+
+    name: str = "grpo"
+    advantage: str | None = None
+    policy_loss: str | None = None
+    loss_agg: str | None = None
+    eps_low: float | None = Field(None, ge=0)
+    eps_high: float | None = Field(None, ge=0)
+    kl_coef: float | None = Field(None, ge=0)
+    kl_estimator: Literal["k1", "k2", "k3"] | None = None
+    kl_in_reward: bool | None = None
+    entropy_coef: float | None = None
+    dynamic_sampling: bool | None = None
+    overlong_buffer: int | None = Field(None, ge=0)
+    critic: bool | None = None
+    gamma: float | None = Field(None, ge=0, le=1)
+    lam: float | None = Field(None, ge=0, le=1)
+    value_clip: float | None = Field(None, ge=0)
+    norm_adv: Literal["group", "batch", "none"] | None = None
+    ppo_epochs: int | None = Field(None, ge=1)
+    mini_batches: int | None = Field(None, ge=1)
+
+
+class RolloutConfig(_Strict):
+    workers: int = Field(1, ge=1)
+    group_size: int = Field(8, ge=1)
+    prompts_per_step: int = Field(32, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(16, ge=1)
+    kv_cache_gib: float = Field(0.5, gt=0)
+
+
+class LearnerConfig(_Strict):
+    lr: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = Field(1.0, gt=0)
+    micro_batch_tokens: int = Field(16384, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+
+
+class TrainerConfig(_Strict):
+    steps: int = Field(100, ge=1)
+    seed: int = 0
+    checkpoint_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+
+
+class BuiltinModelConfig(_Strict):
+    """How `builtin:<size>` models are warm-started (supervised pass on the env's tasks)."""
+
+    sft_steps: int = Field(150, ge=0)
+    sft_batch: int = Field(64, ge=1)
+    sft_lr: float = Field(3e-3, gt=0)
+
+
+class RayConfig(_Strict):
+    address: str | None = None  # None: start Ray on this machine; "auto" or "ray://host:port"
+    worker_cpus: float = Field(1.0, ge=0)
+    learner_cpus: float = Field(1.0, ge=0)
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    output_dir: str = "runs"
+    model: str = "builtin:tiny"
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    algo: AlgoConfig = Field(default_factory=AlgoConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    builtin: BuiltinModelConfig = Field(default_factory=BuiltinModelConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_shorthand(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _fill_preset_and_check(self) -> RunConfig:
+        from envs import env_names
+        from rlscale.presets import ALGO_PRESETS
+
+        if self.algo.name not in ALGO_PRESETS:
+            raise ValueError(
+                f"algo.name: unknown preset {self.algo.name!r}; choose from {sorted(ALGO_PRESETS)}"
+            )
+        for key, value in ALGO_PRESETS[self.algo.name].items():
+            if getattr(self.algo, key) is None:
+                object.__setattr__(self.algo, key, value)
+        if self.env.name not in env_names():
+            raise ValueError(f"env.name: unknown environment {self.env.name!r}; choose from {env_names()}")
+        group_relative = self.algo.advantage not in ("gae",) and self.algo.norm_adv == "group"
+        if group_relative and self.rollout.group_size < 2:
+            raise ValueError(
+                f"rollout.group_size: {self.algo.name} normalises rewards within a group, "
+                "which needs group_size >= 2"
+            )
+        if not self.model.startswith("builtin:") and not (Path(self.model) / "config.json").is_file():
+            raise ValueError(f"model: {self.model!r} is neither builtin:<size> nor a local HF model dir")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if isinstance(child, str) and part == "env":  # `env: arithmetic` shorthand
+            child = {"name": child}
+        if not isinstance(child, dict):
+            child = {}
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        parsed.append((key.strip(), yaml.safe_load(raw) if raw else None))
+    return parsed
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif msg.startswith("Value error, "):
+            msg = msg.removeprefix("Value error, ")
+        lines.append(f"{source}: {loc + ': ' if loc else ''}{msg}")
+    return "\n".join(lines)
+
+
+def build_config(data: dict, *, source: str = "<config>", overrides: list[str] = ()) -> RunConfig:
+    tree = copy.deepcopy(data)
+    for key, value in parse_overrides(list(overrides)):
+        _set_dotted(tree, key, value)
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys")
+    return build_config(data, source=str(path), overrides=overrides)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,145 @@
+"""Built-in tiny models (the wind tunnel) and model resolution.
+
+`builtin:<size>` is a Qwen2-architecture transformers model with a character tokenizer,
+warm-started by a short supervised pass on the environment's own tasks, so that RL starts
+from a non-zero success rate. Built once per spec and cached on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import string
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
+
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+CHARS = string.digits + string.ascii_letters + string.punctuation + " \n"
+MAX_POSITIONS = 512
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    hidden: int
+    layers: int
+    heads: int  # head_dim = hidden / heads must be a size vLLM's CPU attention supports
+    intermediate: int
+
+
+BUILTIN_SIZES = {
+    "tiny": ModelSize(hidden=64, layers=4, heads=2, intermediate=256),  # ~0.27M params
+    "small": ModelSize(hidden=192, layers=6, heads=3, intermediate=768),  # ~3.6M
+    "medium": ModelSize(hidden=512, layers=8, heads=8, intermediate=2048),  # ~34M
+}
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """One token per character. A BPE model with no merges splits text into characters."""
+    vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *CHARS])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, bos_token=EOS, unk_token=UNK
+    )
+
+
+def build_model(size: ModelSize, vocab_size: int, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=size.hidden,
+        intermediate_size=size.intermediate,
+        num_hidden_layers=size.layers,
+        num_attention_heads=size.heads,
+        num_key_value_heads=size.heads,
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+        torch_dtype="float32",
+    )
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def warm_start(model, tokenizer, env, *, steps: int, batch: int, lr: float, seed: int) -> float:
+    """Supervised pass on (prompt, demonstration) pairs; loss on the response only.
+
+    Returns the last loss. Kept short on purpose: RL should start above zero, not solved.
+    """
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        rows, masks = [], []
+        for task in (env.sample(rng) for _ in range(batch)):
+            prompt = tokenizer.encode(task.prompt)
+            response = tokenizer.encode(env.demonstration(task)) + [tokenizer.eos_token_id]
+            rows.append(prompt + response)
+            masks.append([0] * len(prompt) + [1] * len(response))
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        mask = torch.tensor([m + [0] * (width - len(m)) for m in masks], dtype=torch.float32)
+        logits = model(input_ids=ids).logits[:, :-1].float()
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1), reduction="none"
+        ).view_as(mask[:, 1:])
+        loss = (nll * mask[:, 1:]).sum() / mask[:, 1:].sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    model.eval()
+    return float(loss)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("RLSCALE_CACHE", Path.home() / ".cache" / "rlscale"))
+
+
+def builtin_spec(size_name: str, env_name: str, env_kwargs: dict, sft: dict, seed: int) -> dict:
+    if size_name not in BUILTIN_SIZES:
+        raise ValueError(f"model: unknown builtin size {size_name!r}; choose from {list(BUILTIN_SIZES)}")
+    return {
+        "size": asdict(BUILTIN_SIZES[size_name]),
+        "chars": CHARS,
+        "env": env_name,
+        "env_kwargs": env_kwargs,
+        "sft": sft,
+        "seed": seed,
+        "format": 1,  # bump when the build recipe changes
+    }
+
+
+def resolve_builtin(size_name: str, env, env_kwargs: dict, sft: dict, seed: int, log=print) -> Path:
+    """Path of the cached warm-started model for this spec, building it on first use."""
+    spec = builtin_spec(size_name, env.name, env_kwargs, sft, seed)
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    target = cache_root() / "models" / f"{size_name}-{env.name}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    log(f"building builtin:{size_name} warm-started on {env.name} ({sft['sft_steps']} steps) -> {target}")
+    tokenizer = build_tokenizer()
+    model = build_model(BUILTIN_SIZES[size_name], len(tokenizer), seed)
+    loss = warm_start(
+        model, tokenizer, env, steps=sft["sft_steps"], batch=sft["sft_batch"], lr=sft["sft_lr"], seed=seed
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "rlscale_spec.json").write_text(json.dumps({**spec, "sft_final_loss": loss}, indent=1))
+    try:
+        tmp.rename(target)
+    except OSError:  # another process built the same spec first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
