@@ -20,9 +20,8 @@ def _cmd_run(args) -> int:
         f"{summary['reward_last_10pct']:.3f}  (best {summary['reward_best']:.3f})"
     )
     print(f"  metrics:     {summary['metrics']}  (rlscale.telemetry.load_metrics)")
-    print(
-        f"  plots:       {', '.join(Path(p).name for p in summary['plots'])} in {Path(summary['run_dir']) / 'plots'}"
-    )
+    plots = ", ".join(Path(p).name for p in summary["plots"])
+    print(f"  plots:       {plots} in {Path(summary['run_dir']) / 'plots'}")
     print(f"  checkpoint:  {summary['checkpoint']}")
     print(f"  summary:     {Path(summary['run_dir']) / 'summary.json'}")
     return 0
@@ -79,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="also write the result here")
     p.set_defaults(func=_cmd_bench)
 

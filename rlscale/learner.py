@@ -164,7 +164,7 @@ class LearnerCore:
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip))
         stats["grad_norm"] = grad_norm
-        if not (math.isfinite(grad_norm) and math.isfinite(float(loss))):
+        if not (math.isfinite(grad_norm) and math.isfinite(float(loss.detach()))):
             self.opt.zero_grad(set_to_none=True)  # a NaN/inf update is skipped, never applied
             return stats, False
         self.opt.step()

@@ -99,7 +99,7 @@ def warm_start(model, tokenizer, env, *, steps: int, batch: int, lr: float, seed
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def cache_root() -> Path:

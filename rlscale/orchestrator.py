@@ -52,7 +52,7 @@ def _actor_env() -> dict:
     return {
         "env_vars": {
             "OMP_NUM_THREADS": threads,
-            "VLLM_LOGGING_LEVEL": "WARNING",
+            "VLLM_LOGGING_LEVEL": "ERROR",
             "TOKENIZERS_PARALLELISM": "false",
         }
     }

@@ -55,13 +55,15 @@ class RolloutEngine:
         top_p: float,
         max_tokens: int,
         seeds: list[int],
+        ignore_eos: bool = False,
     ) -> list[list[Sample]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         params = [
             SamplingParams(
-                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=s
+                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=s,
+                ignore_eos=ignore_eos,
             )
             for s in seeds
         ]

@@ -48,10 +48,21 @@ def _clean(value):
     return value
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """A process killed mid-write leaves a partial last line; cut it before appending."""
+    if not path.is_file():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 class MetricsWriter:
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / METRICS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _drop_torn_tail(self.path)
         self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:

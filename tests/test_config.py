@@ -1,0 +1,84 @@
+"""Config validation: every bad input gets one message naming the file and the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from rlscale.config import ConfigError, load_config, save_config
+
+
+@pytest.fixture
+def demo(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(open("configs/demo.yaml").read())
+    return path
+
+
+def _error(path, *overrides) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, list(overrides))
+    return str(info.value)
+
+
+def test_demo_config_loads_with_overrides_and_fills_the_preset(demo):
+    cfg = load_config(demo, ["trainer.steps=7", "algo.name=dapo", "rollout.temperature=0.7"])
+    assert cfg.trainer.steps == 7 and cfg.rollout.temperature == 0.7
+    assert (cfg.algo.eps_low, cfg.algo.eps_high, cfg.algo.dynamic_sampling) == (0.2, 0.28, True)
+    assert cfg.model == "builtin:tiny" and cfg.env.name == "arithmetic"
+
+
+def test_explicit_algo_keys_override_the_preset(demo):
+    cfg = load_config(demo, ["algo.name=dapo", "algo.eps_high=0.5"])
+    assert cfg.algo.eps_high == 0.5 and cfg.algo.eps_low == 0.2
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("trainer.stepz=3", "trainer.stepz: unknown key"),
+        ("trainer.steps=abc", "trainer.steps: Input should be a valid integer"),
+        ("trainer.steps=0", "trainer.steps: Input should be greater than or equal to 1"),
+        ("rollout.temperature=-1", "rollout.temperature: Input should be greater than 0"),
+        ("rollout.top_p=1.5", "rollout.top_p: Input should be less than or equal to 1"),
+        ("algo.name=nope", "algo.name: unknown preset 'nope'"),
+        ("env.name=nope", "env.name: unknown environment 'nope'"),
+        ("rollout.group_size=1", "rollout.group_size: grpo normalises rewards within a group"),
+        ("model=/no/such/model", "model: '/no/such/model' is neither builtin:<size> nor a local HF"),
+        ("algo.kl_estimator=k9", "algo.kl_estimator: Input should be 'k1', 'k2' or 'k3'"),
+    ],
+)
+def test_bad_values_name_the_file_and_key(demo, override, expected):
+    message = _error(demo, override)
+    assert message.startswith(f"{demo}: ")
+    assert expected in message
+    assert len(message.splitlines()) == 1
+
+
+def test_unknown_key_in_the_file_itself(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nlearner:\n  learning_rate: 0.1\n")
+    assert _error(path) == f"{path}: learner.learning_rate: unknown key"
+
+
+def test_missing_file_and_malformed_yaml(tmp_path):
+    assert "no such config file" in _error(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    assert "not valid YAML" in _error(broken)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    assert "top level must be a mapping" in _error(scalar)
+
+
+def test_malformed_override(demo):
+    assert "expected key.sub=value" in _error(demo, "trainer.steps")
+
+
+def test_resolved_config_round_trips(demo, tmp_path):
+    cfg = load_config(demo, ["algo.name=cispo", "name=roundtrip"])
+    save_config(cfg, tmp_path / "resolved.yaml")
+    saved = yaml.safe_load((tmp_path / "resolved.yaml").read_text())
+    assert saved["algo"]["policy_loss"] == "cispo" and saved["name"] == "roundtrip"
+    again = load_config(tmp_path / "resolved.yaml")
+    assert again == cfg

@@ -1,0 +1,49 @@
+"""Built-in models: character tokenizer, sizes, warm start, the on-disk cache."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from envs import make_env
+from rlscale.models import BUILTIN_SIZES, build_model, build_tokenizer, resolve_builtin
+
+
+def test_character_tokenizer_round_trips_every_char():
+    tok = build_tokenizer()
+    text = "12+34=46 <think>x</think>\nThe answer is \\boxed{-7/2}."
+    ids = tok.encode(text)
+    assert len(ids) == len(text)
+    assert tok.decode(ids) == text
+    assert tok.decode([*ids, tok.eos_token_id], skip_special_tokens=True) == text
+
+
+def test_sizes_span_two_orders_of_magnitude():
+    vocab = len(build_tokenizer())
+    counts = {
+        name: sum(p.numel() for p in build_model(size, vocab, 0).parameters())
+        for name, size in BUILTIN_SIZES.items()
+        if name != "medium"
+    }
+    assert 0.2e6 < counts["tiny"] < 0.4e6
+    assert 2.5e6 < counts["small"] < 5e6
+    size = BUILTIN_SIZES["medium"]
+    assert size.hidden // size.heads in (32, 64, 128)
+
+
+def test_builtin_is_warm_started_and_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("RLSCALE_CACHE", str(tmp_path))
+    env = make_env("arithmetic", digits=1, ops="+")
+    sft = {"sft_steps": 60, "sft_batch": 32, "sft_lr": 3e-3}
+    path = resolve_builtin("tiny", env, {"digits": 1}, sft, seed=0, log=lambda _: None)
+    assert (path / "config.json").is_file() and (path / "tokenizer.json").is_file()
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    again = resolve_builtin("tiny", env, {"digits": 1}, sft, seed=0, log=lambda _: None)
+    assert again == path and (path / "model.safetensors").stat().st_mtime_ns == stamp
+    other = resolve_builtin("tiny", env, {"digits": 1}, {**sft, "sft_steps": 1}, seed=0, log=lambda _: None)
+    assert other != path
+
+    # the warm start taught the answer format: the loss is well below a uniform guess
+
+    spec = json.loads((path / "rlscale_spec.json").read_text())
+    assert spec["sft_final_loss"] < 0.5 * math.log(len(build_tokenizer()))  # well below uniform
