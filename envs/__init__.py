@@ -7,12 +7,12 @@ by another installed package under the entry-point group `rlscale.envs`.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from importlib.metadata import entry_points
 
 from envs.base import Environment, Task
 
 _REGISTRY: dict[str, type[Environment]] = {}
-_BUILTIN_MODULES = ("envs.arithmetic", "envs.countdown")
 _loaded = False
 
 
@@ -32,8 +32,9 @@ def _load_all() -> None:
     if _loaded:
         return
     _loaded = True
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    for module in pkgutil.iter_modules(__path__):  # every file in envs/ registers itself
+        if module.name != "base":
+            importlib.import_module(f"envs.{module.name}")
     for ep in entry_points(group="rlscale.envs"):
         if ep.name not in _REGISTRY:
             register(ep.name)(ep.load())

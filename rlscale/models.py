@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models
+from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
@@ -79,7 +80,7 @@ def warm_start(model, tokenizer, env, *, steps: int, batch: int, lr: float, seed
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
     loss = torch.tensor(float("nan"))
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc="warm start (supervised)", unit="step", leave=False):
         rows, masks = [], []
         for task in (env.sample(rng) for _ in range(batch)):
             prompt = tokenizer.encode(task.prompt)
