@@ -95,6 +95,7 @@ def bench_rollout(args) -> dict:
             start = time.perf_counter()
             tokens = fn()
             rates.append(tokens / (time.perf_counter() - start))
+        result[f"{name}_tokens"] = tokens
         result[f"{name}_tokens_per_s"] = sorted(rates)[len(rates) // 2]
     ray.kill(worker)
     result["ratio_vs_hf"] = result["rlscale_vllm_tokens_per_s"] / result["hf_generate_tokens_per_s"]
