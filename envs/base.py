@@ -1,9 +1,20 @@
-"""The environment interface the orchestrator drives."""
+"""The environment interface the orchestrator drives.
+
+Single-turn: `Environment` (a prompt, one response, a verdict). Multi-turn: `MultiTurnEnvironment`,
+gymnasium's API with text observations and actions. `as_episode(env, task)` turns either into a
+gymnasium episode, so one loop (envs.episodes.run_episodes) drives both.
+"""
 
 from __future__ import annotations
 
+import copy
 import random
+import string
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium
 
 from verifiers import Verdict
 
@@ -32,5 +43,71 @@ class Environment:
     def score(self, task: Task, response: str) -> Verdict:
         raise NotImplementedError
 
+    def score_many(self, pairs: Iterable[tuple[Task, str]]) -> list[Verdict]:
+        """score() for each (task, response); environments with slow verifiers run them in parallel."""
+        return [self.score(task, response) for task, response in pairs]
+
     def demonstration(self, task: Task) -> str:
         return task.answer
+
+
+# Text in, text out: gymnasium only checks these spaces in its env checker.
+TEXT_SPACE = gymnasium.spaces.Text(max_length=1 << 20, min_length=0, charset=string.printable)
+
+
+class MultiTurnEnvironment(gymnasium.Env):
+    """A text game played over several turns, with gymnasium's API.
+
+    `reset(seed=..., options={"task": task}) -> (observation, info)`: the first observation is
+    the prompt. `step(action) -> (observation, reward, terminated, truncated, info)`; the info
+    of the step that ends the episode holds "verdict", a Verdict saying whether it succeeded.
+    `sample(rng)` draws a Task describing an episode's hidden setup, so that a group of
+    episodes can replay the same one (GRPO compares answers to the same prompt);
+    `demonstration(task)` is the text after the prompt of a good play (actions and
+    observations), used like Environment.demonstration to warm-start the built-in models.
+    """
+
+    name: str = ""
+    description: str = ""
+    metadata = {"render_modes": []}
+    observation_space = TEXT_SPACE
+    action_space = TEXT_SPACE
+
+    def sample(self, rng: random.Random) -> Task:
+        raise NotImplementedError
+
+    def demonstration(self, task: Task) -> str:
+        raise NotImplementedError
+
+
+class SingleTurnEpisode(MultiTurnEnvironment):
+    """One task of a single-turn Environment as a one-step episode: prompt, response, verdict."""
+
+    def __init__(self, env: Environment, task: Task):
+        self.env, self.task = env, task
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:
+        super().reset(seed=seed)
+        return self.task.prompt, {"task": self.task}
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        verdict = self.env.score(self.task, action)
+        return "", verdict.score, True, False, {"verdict": verdict}
+
+
+class _ReplayTask(gymnasium.Wrapper):
+    """Resets the wrapped environment to one task, whatever options reset() is given."""
+
+    def __init__(self, env: MultiTurnEnvironment, task: Task):
+        super().__init__(env)
+        self.task = task
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:
+        return self.env.reset(seed=seed, options={**(options or {}), "task": self.task})
+
+
+def as_episode(env: Environment | MultiTurnEnvironment, task: Task) -> gymnasium.Env:
+    """A fresh gymnasium episode of `task` (from env.sample): one step for a single-turn env."""
+    if isinstance(env, MultiTurnEnvironment):
+        return _ReplayTask(copy.deepcopy(env), task)  # its own copy: episodes run side by side
+    return SingleTurnEpisode(env, task)

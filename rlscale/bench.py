@@ -72,8 +72,13 @@ def bench_rollout(args) -> dict:
     def ours() -> int:
         groups = ray.get(
             worker.generate.remote(
-                prompts, n=n, temperature=temp, top_p=1.0, max_tokens=max_tokens,
-                seeds=list(range(len(prompts))), ignore_eos=True,
+                prompts,
+                n=n,
+                temperature=temp,
+                top_p=1.0,
+                max_tokens=max_tokens,
+                seeds=list(range(len(prompts))),
+                ignore_eos=True,
             )
         )
         return sum(len(s.token_ids) for g in groups for s in g)
@@ -82,12 +87,18 @@ def bench_rollout(args) -> dict:
     torch.set_num_threads(int(threads))
 
     def peer() -> int:
-        return _hf_generate(model, prompts, n=n, max_tokens=max_tokens, temperature=temp,
-                            pad_id=tokenizer.pad_token_id)
+        return _hf_generate(
+            model, prompts, n=n, max_tokens=max_tokens, temperature=temp, pad_id=tokenizer.pad_token_id
+        )
 
-    result = {"model": args.model, "params": sum(p.numel() for p in model.parameters()),
-              "prompts": len(prompts), "group_size": n, "max_tokens": max_tokens,
-              "machine": f"{platform.machine()} x{os.cpu_count()} cpus, torch {torch.__version__}"}
+    result = {
+        "model": args.model,
+        "params": sum(p.numel() for p in model.parameters()),
+        "prompts": len(prompts),
+        "group_size": n,
+        "max_tokens": max_tokens,
+        "machine": f"{platform.machine()} x{os.cpu_count()} cpus, torch {torch.__version__}",
+    }
     for name, fn in (("rlscale_vllm", ours), ("hf_generate", peer)):
         fn()  # warm-up: engine graphs, allocator
         rates = []
@@ -110,4 +121,3 @@ def bench_rollout(args) -> dict:
 
 
 BENCHES = {"rollout": bench_rollout}
-

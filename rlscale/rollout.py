@@ -62,7 +62,12 @@ class RolloutEngine:
 
         params = [
             SamplingParams(
-                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=s,
+                n=n,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                logprobs=0,
+                seed=s,
                 ignore_eos=ignore_eos,
             )
             for s in seeds

@@ -13,8 +13,27 @@ def test_rollout_bench_compares_equal_work(ray_session, tmp_path, capsys):
     from rlscale.cli import main
 
     out = tmp_path / "bench.json"
-    assert main(["bench", "rollout", "--model", "builtin:tiny", "--prompts", "4", "--group-size", "2",
-                 "--max-tokens", "8", "--repeats", "1", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "rollout",
+                "--model",
+                "builtin:tiny",
+                "--prompts",
+                "4",
+                "--group-size",
+                "2",
+                "--max-tokens",
+                "8",
+                "--repeats",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     # both sides generated exactly prompts x group x max_tokens tokens
     assert result["rlscale_vllm_tokens"] == result["hf_generate_tokens"] == 4 * 2 * 8

@@ -32,8 +32,18 @@ def test_arithmetic_is_seeded_and_correct():
 
 @pytest.mark.parametrize(
     ("response", "correct"),
-    [("82", True), (" 82 ", True), ("082", True), ("83", False), ("8 2", False), ("82.0", False),
-     ("", False), ("x", False), ("-82", False), ("9" * 50, False)],
+    [
+        ("82", True),
+        (" 82 ", True),
+        ("082", True),
+        ("83", False),
+        ("8 2", False),
+        ("82.0", False),
+        ("", False),
+        ("x", False),
+        ("-82", False),
+        ("9" * 50, False),
+    ],
 )
 def test_arithmetic_verdicts(response, correct):
     env = make_env("arithmetic")

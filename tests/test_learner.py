@@ -16,7 +16,10 @@ LEARNER = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, warmup_steps=0, gr
 @pytest.fixture
 def learner(tiny_model_dir):
     return LearnerCore(
-        str(tiny_model_dir), algo=dict(ALGO_PRESETS["grpo"], kl_coef=0.0), learner=LEARNER, seed=0,
+        str(tiny_model_dir),
+        algo=dict(ALGO_PRESETS["grpo"], kl_coef=0.0),
+        learner=LEARNER,
+        seed=0,
         max_tokens=4,
     )
 
