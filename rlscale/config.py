@@ -76,6 +76,13 @@ class TrainerConfig(_Strict):
     seed: int = 0
     checkpoint_every: int = Field(100, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
+    max_consecutive_skips: int = Field(5, ge=1)  # NaN/inf updates in a row before the run stops
+    max_worker_restarts: int = Field(3, ge=0)  # per step, for rollout actors that died
+
+
+class VerifyConfig(_Strict):
+    timeout_s: float = Field(30.0, gt=0)  # per response; past it the sample scores 0
+    workers: int = Field(4, ge=1)
 
 
 class BuiltinModelConfig(_Strict):
@@ -102,6 +109,7 @@ class RunConfig(_Strict):
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     builtin: BuiltinModelConfig = Field(default_factory=BuiltinModelConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("env", mode="before")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 import torch
@@ -44,8 +45,12 @@ def _pad(rows: list[list], value, dtype) -> torch.Tensor:
     return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=dtype)
 
 
+LEARNER_STATE = "learner_state.pt"
+
+
 class LearnerCore:
     def __init__(self, model_dir: str, *, algo: dict, learner: dict, seed: int, max_tokens: int):
+        """`model_dir` may be a checkpoint: its optimizer, schedule and RNG state are restored."""
         torch.manual_seed(seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = learner.get("dtype", "auto")
@@ -70,6 +75,12 @@ class LearnerCore:
         )
         self.grad_clip = learner["grad_clip"]
         self.n_params = sum(p.numel() for p in self.model.parameters())
+        state_file = Path(model_dir) / LEARNER_STATE
+        if state_file.is_file():
+            state = torch.load(state_file, map_location=self.device, weights_only=False)
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
 
     # -- batching ------------------------------------------------------------------------
     def _tensors(self, batch: Batch) -> _Tensors:
@@ -178,7 +189,14 @@ class LearnerCore:
         return {k: v.detach().to("cpu") for k, v in self.model.state_dict().items()}
 
     def save(self, path: str) -> None:
+        """HF model files plus everything needed to continue training exactly."""
         self.model.save_pretrained(path)
+        state = {
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        torch.save(state, Path(path) / LEARNER_STATE)
 
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         """Log-prob of every token after the first under the current weights (fp32)."""

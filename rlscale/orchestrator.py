@@ -3,13 +3,13 @@ sync weights -> record. Everything heavy runs in Ray actors (rollout engines, le
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import logging
 import os
 import random
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import ray
@@ -19,11 +19,13 @@ from transformers import AutoTokenizer
 
 from envs import Environment, make_env
 from rlscale import advantages as adv_lib
+from rlscale import checkpoint
 from rlscale.config import RunConfig, save_config
+from rlscale.errors import RunStopped
 from rlscale.learner import Batch, Learner
 from rlscale.models import resolve_builtin
 from rlscale.rollout import RolloutWorker, Sample
-from rlscale.telemetry import MetricsWriter, load_metrics
+from rlscale.telemetry import MetricsWriter, load_metrics, truncate_metrics
 
 log = logging.getLogger("rlscale")
 
@@ -65,47 +67,77 @@ def _seed(*parts) -> int:
 
 @dataclass
 class Totals:
-    """Cumulative counters, the x-axes of scaling curves."""
+    """Cumulative counters (the x-axes of scaling curves) and fault counts; checkpointed."""
 
+    step: int = 0
     flops: float = 0.0
     samples: int = 0
     tokens_generated: int = 0
     wall_s: float = 0.0
     verifier_errors: int = 0
-    extra: dict = field(default_factory=dict)
+    verifier_timeouts: int = 0
+    worker_restarts: int = 0
+    skipped_updates: int = 0
+    consecutive_skips: int = 0
 
 
 class Orchestrator:
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, *, resume: bool = False):
         self.cfg = cfg
         self.run_dir = cfg.run_dir
         self.env = make_env(cfg.env.name, **cfg.env.kwargs)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.run_dir / "config.yaml")
+        self.totals = Totals()
+        start_from = self._prepare_run_dir(resume)
         self.model_dir = resolve_model(cfg, self.env)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         r, ray_cfg = cfg.rollout, cfg.ray
         init_ray(ray_cfg.address, r.workers * ray_cfg.worker_cpus + ray_cfg.learner_cpus)
-        max_len = self._max_prompt_len() + r.max_tokens + 8
-        self.workers = [
-            RolloutWorker.options(num_cpus=ray_cfg.worker_cpus, runtime_env=_actor_env()).remote(
-                str(self.model_dir),
-                seed=cfg.trainer.seed + i,
-                max_model_len=max_len,
-                kv_cache_gib=r.kv_cache_gib,
-            )
-            for i in range(r.workers)
-        ]
+        self.max_model_len = self._max_prompt_len() + r.max_tokens + 8
+        self.policy_dir = start_from or self.model_dir  # where the current weights live on disk
+        self.workers = [self._start_worker(i) for i in range(r.workers)]
         self.learner = Learner.options(num_cpus=ray_cfg.learner_cpus, runtime_env=_actor_env()).remote(
-            str(self.model_dir),
+            str(self.policy_dir),
             algo=cfg.algo.model_dump(),
             learner=cfg.learner.model_dump(),
             seed=cfg.trainer.seed,
             max_tokens=r.max_tokens,
         )
         self.n_params = ray.get(self.learner.num_parameters.remote())
-        self.totals = Totals()
         self.metrics = MetricsWriter(self.run_dir)
+        self.verify_pool = cf.ThreadPoolExecutor(cfg.verify.workers, thread_name_prefix="verify")
+
+    def _prepare_run_dir(self, resume: bool) -> Path | None:
+        """Fresh run: refuse to overwrite one. Resume: the newest valid checkpoint, metrics cut to it."""
+        has_metrics = (self.run_dir / "metrics.jsonl").is_file()
+        if has_metrics and not resume:
+            raise FileExistsError(
+                f"{self.run_dir} already holds a run; continue it with `rlscale run --resume "
+                f"{self.run_dir}` or choose another `name`/`output_dir`"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.run_dir / "config.yaml")
+        if not resume:
+            return None
+        ckpt = checkpoint.latest_valid(self.run_dir / "checkpoints", log=tqdm.write)
+        if ckpt is None:
+            tqdm.write(f"{self.run_dir}: no usable checkpoint; starting again from step 0")
+            truncate_metrics(self.run_dir, 0)
+            return None
+        self.totals = Totals(**checkpoint.driver_state(ckpt)["totals"])
+        dropped = truncate_metrics(self.run_dir, self.totals.step)
+        tqdm.write(
+            f"resuming {self.run_dir} from {ckpt.name} (step {self.totals.step}); "
+            f"{dropped} metric records after it will be recorded again"
+        )
+        return ckpt
+
+    def _start_worker(self, index: int):
+        return RolloutWorker.options(num_cpus=self.cfg.ray.worker_cpus, runtime_env=_actor_env()).remote(
+            str(self.policy_dir),
+            seed=self.cfg.trainer.seed + index,
+            max_model_len=self.max_model_len,
+            kv_cache_gib=self.cfg.rollout.kv_cache_gib,
+        )
 
     def _max_prompt_len(self) -> int:
         rng = random.Random(0)
@@ -116,32 +148,61 @@ class Orchestrator:
         r, n = self.cfg.rollout, len(self.workers)
         seeds = [_seed(self.cfg.trainer.seed, "sample", step, i) for i in range(len(prompts))]
         bounds = [len(prompts) * k // n for k in range(n + 1)]
-        futures = [
-            w.generate.remote(
-                prompts[a:b],
-                n=r.group_size,
-                temperature=r.temperature,
-                top_p=r.top_p,
-                max_tokens=r.max_tokens,
-                seeds=seeds[a:b],
-            )
-            for w, a, b in zip(self.workers, bounds, bounds[1:])
-        ]
-        return [group for part in ray.get(futures) for group in part]
+        parts: list = [None] * n
+        for attempt in range(self.cfg.trainer.max_worker_restarts + 1):
+            pending = {
+                i: self.workers[i].generate.remote(
+                    prompts[bounds[i] : bounds[i + 1]],
+                    n=r.group_size,
+                    temperature=r.temperature,
+                    top_p=r.top_p,
+                    max_tokens=r.max_tokens,
+                    seeds=seeds[bounds[i] : bounds[i + 1]],
+                )
+                for i in range(n)
+                if parts[i] is None
+            }
+            for i, future in pending.items():
+                try:
+                    parts[i] = ray.get(future)
+                except ray.exceptions.RayActorError as err:
+                    if attempt == self.cfg.trainer.max_worker_restarts:
+                        msg = f"rollout worker {i} died {attempt + 1} times in step {step}"
+                        raise RunStopped(msg) from err
+                    self._restart_worker(i, err)
+        return [group for part in parts for group in part]
+
+    def _restart_worker(self, index: int, err: Exception) -> None:
+        """A dead engine is replaced and given the learner's current weights; the step retries."""
+        self.totals.worker_restarts += 1
+        log.warning("rollout worker %d died (%s); restarting it with the current weights", index, err)
+        tqdm.write(f"rollout worker {index} died; restarting it with the current weights")
+        self.workers[index] = self._start_worker(index)
+        ray.get(self.workers[index].load_weights.remote(self.learner.weights.remote()))
 
     def _verify(self, tasks, groups: list[list[Sample]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score every response in a thread pool; a crash or a timeout scores 0 and is counted."""
         rewards = torch.zeros(len(tasks), self.cfg.rollout.group_size)
         correct = torch.zeros_like(rewards)
-        for i, (task, group) in enumerate(zip(tasks, groups)):
-            for j, sample in enumerate(group):
-                text = self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
-                try:
-                    verdict = self.env.score(task, text)
-                except Exception as err:  # a verifier crash scores 0 and is counted, never fatal
-                    self.totals.verifier_errors += 1
-                    log.warning("verifier %s raised %r; scoring 0", self.env.name, err)
-                    continue
-                rewards[i, j], correct[i, j] = verdict.score, float(verdict.correct)
+        futures = {
+            self.verify_pool.submit(
+                self.env.score, task, self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
+            ): (i, j)
+            for i, (task, group) in enumerate(zip(tasks, groups))
+            for j, sample in enumerate(group)
+        }
+        deadline = time.monotonic() + self.cfg.verify.timeout_s
+        for future, (i, j) in futures.items():
+            try:
+                verdict = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except cf.TimeoutError:
+                self.totals.verifier_timeouts += 1
+                continue
+            except Exception as err:  # a verifier crash scores 0 and is counted, never fatal
+                self.totals.verifier_errors += 1
+                log.warning("verifier %s raised %r; scoring 0", self.env.name, err)
+                continue
+            rewards[i, j], correct[i, j] = verdict.score, float(verdict.correct)
         return rewards, correct
 
     def step(self, step: int) -> dict:
@@ -168,11 +229,24 @@ class Orchestrator:
                 batch.advantages.append(float(advantages[i, j]))
                 batch.group_ids.append(i)
         stats = ray.get(self.learner.update.remote(batch)) if batch.prompts else {}
+        self._count_skips(step, stats.get("learner/skipped_updates", 0.0))
         t3 = time.perf_counter()
         weights = self.learner.weights.remote()
         ray.get([w.load_weights.remote(weights) for w in self.workers])
         t4 = time.perf_counter()
         return self._record(step, prompts, groups, rewards, correct, keep, stats, (t0, t1, t2, t3, t4))
+
+    def _count_skips(self, step: int, skipped: float) -> None:
+        tot = self.totals
+        tot.skipped_updates += int(skipped)
+        tot.consecutive_skips = tot.consecutive_skips + 1 if skipped else 0
+        if tot.consecutive_skips >= self.cfg.trainer.max_consecutive_skips:
+            self.checkpoint(step)
+            raise RunStopped(
+                f"step {step}: {tot.consecutive_skips} updates in a row had NaN/inf loss or gradients "
+                f"and were skipped; stopping. Checkpoint written to {self.run_dir / 'checkpoints'}. "
+                "Lower learner.lr or check the rewards."
+            )
 
     def _record(self, step, prompts, groups, rewards, correct, keep, stats, times) -> dict:
         t0, t1, t2, t3, t4 = times
@@ -188,6 +262,7 @@ class Orchestrator:
         tot.samples += len(truncated)
         tot.tokens_generated += generated
         tot.wall_s += t4 - t0
+        tot.step = step
         record = {
             "step": step,
             "time/wall_s": tot.wall_s,
@@ -202,6 +277,9 @@ class Orchestrator:
             "groups/zero_variance_fraction": float(adv_lib.zero_variance_groups(rewards).float().mean()),
             "batch/effective_samples": int(keep.sum()) * self.cfg.rollout.group_size,
             "verifier/errors": tot.verifier_errors,
+            "verifier/timeouts": tot.verifier_timeouts,
+            "faults/worker_restarts": tot.worker_restarts,
+            "faults/skipped_updates": tot.skipped_updates,
             **stats,
             "time/rollout_s": t1 - t0,
             "time/verify_s": t2 - t1,
@@ -213,24 +291,26 @@ class Orchestrator:
 
     # -- checkpoints and outputs ---------------------------------------------------------
     def checkpoint(self, step: int) -> Path:
-        root = self.run_dir / "checkpoints"
-        root.mkdir(exist_ok=True)
-        final = root / f"step_{step:06d}"
-        tmp = root / f".tmp_step_{step:06d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        ray.get(self.learner.save.remote(str(tmp)))
-        self.tokenizer.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)  # atomic: a checkpoint directory is either whole or absent
-        for old in sorted(root.glob("step_*"))[: -self.cfg.trainer.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        def save_files(tmp: Path) -> None:
+            ray.get(self.learner.save.remote(str(tmp)))
+            self.tokenizer.save_pretrained(tmp)
+
+        state = {"totals": asdict(self.totals), "config": self.cfg.model_dump(mode="json")}
+        keep = self.cfg.trainer.keep_checkpoints
+        return checkpoint.write(self.run_dir / "checkpoints", step, save_files, state, keep)
 
     def run(self) -> dict:
         cfg = self.cfg
-        steps = cfg.trainer.steps
-        bar = tqdm(range(1, steps + 1), desc=cfg.name, unit="step", dynamic_ncols=True)
-        last_ckpt = None
+        steps, first = cfg.trainer.steps, self.totals.step + 1
+        bar = tqdm(
+            range(first, steps + 1),
+            desc=cfg.name,
+            unit="step",
+            dynamic_ncols=True,
+            initial=first - 1,
+            total=steps,
+        )
+        last_ckpt = checkpoint.latest_valid(self.run_dir / "checkpoints", log=lambda _: None)
         for step in bar:
             rec = self.step(step)
             bar.set_postfix(
@@ -273,12 +353,13 @@ class Orchestrator:
         return summary
 
     def shutdown(self) -> None:
+        self.verify_pool.shutdown(wait=False, cancel_futures=True)
         for actor in [*self.workers, self.learner]:
             ray.kill(actor)
 
 
-def run(cfg: RunConfig) -> dict:
-    orch = Orchestrator(cfg)
+def run(cfg: RunConfig, *, resume: bool = False) -> dict:
+    orch = Orchestrator(cfg, resume=resume)
     try:
         return orch.run()
     finally:

@@ -48,6 +48,32 @@ def _clean(value):
     return value
 
 
+class TelemetryError(OSError):
+    pass
+
+
+def truncate_metrics(run_dir: str | Path, last_step: int) -> int:
+    """Keep records up to `last_step` (a resume point); returns how many were dropped."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                keep = json.loads(line)["step"] <= last_step
+            except (json.JSONDecodeError, KeyError, TypeError):
+                keep = False
+            if keep:
+                kept.append(line)
+            else:
+                dropped += 1
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: the old file stays whole until the new one is complete
+    return dropped
+
+
 def _drop_torn_tail(path: Path) -> None:
     """A process killed mid-write leaves a partial last line; cut it before appending."""
     if not path.is_file():
@@ -63,16 +89,25 @@ class MetricsWriter:
         self.path = Path(run_dir) / METRICS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _drop_torn_tail(self.path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        # unbuffered: a failed write leaves nothing pending that a later flush could append
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: dict) -> None:
-        line = json.dumps({k: _clean(v) for k, v in record.items()}, sort_keys=False)
-        self._file.write(line + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        line = (json.dumps({k: _clean(v) for k, v in record.items()}, sort_keys=False) + "\n").encode()
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError as err:
+            _drop_torn_tail(self.path)  # leave the file ending on the last whole record
+            raise TelemetryError(
+                f"could not append step {record.get('step')} to {self.path}: {err.strerror or err}. "
+                "Every record written before it is intact."
+            ) from err
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
