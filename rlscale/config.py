@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+GROUP_RELATIVE = ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline", "batch_norm")
+
 
 class ConfigError(ValueError):
     """A config that cannot run; the message names the file and the key."""
@@ -49,6 +51,11 @@ class AlgoConfig(_Strict):
     norm_adv: Literal["group", "batch", "none"] | None = None
     ppo_epochs: int | None = Field(None, ge=1)
     mini_batches: int | None = Field(None, ge=1)
+    # not part of the presets: off or neutral unless set
+    critic_mode: Literal["separate", "head"] = "separate"  # a critic model, or a head on the policy
+    vf_coef: float = Field(0.5, ge=0)
+    tis_cap: float | None = Field(None, gt=0)  # truncated IS for sampler/learner mismatch
+    ref_reset_every: int = Field(0, ge=0)  # ProRL: reference <- policy every N updates
 
 
 class RolloutConfig(_Strict):
@@ -59,6 +66,7 @@ class RolloutConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(16, ge=1)
     kv_cache_gib: float = Field(0.5, gt=0)
+    max_refill_rounds: int = Field(2, ge=0)  # dynamic sampling: extra generation rounds per step
 
 
 class LearnerConfig(_Strict):
@@ -131,7 +139,7 @@ class RunConfig(_Strict):
                 object.__setattr__(self.algo, key, value)
         if self.env.name not in env_names():
             raise ValueError(f"env.name: unknown environment {self.env.name!r}; choose from {env_names()}")
-        group_relative = self.algo.advantage not in ("gae",) and self.algo.norm_adv == "group"
+        group_relative = self.algo.advantage in GROUP_RELATIVE
         if group_relative and self.rollout.group_size < 2:
             raise ValueError(
                 f"rollout.group_size: {self.algo.name} normalises rewards within a group, "
@@ -139,6 +147,8 @@ class RunConfig(_Strict):
             )
         if not self.model.startswith("builtin:") and not (Path(self.model) / "config.json").is_file():
             raise ValueError(f"model: {self.model!r} is neither builtin:<size> nor a local HF model dir")
+        if self.algo.advantage == "gae" and not self.algo.critic:
+            raise ValueError("algo.critic: advantage 'gae' needs a critic (algo.critic=true)")
         return self
 
     @property

@@ -1,12 +1,14 @@
-"""Learner: the policy (a transformers model) and its update, hosted in a Ray actor.
+"""Learner: the policy (a transformers model), an optional critic, and the update, in a Ray actor.
 
-fp32 on CPU; bf16 weights with fp32 logits on CUDA. The loss math lives in `losses` and
-`advantages`; this file only batches tokens, runs forward/backward and steps AdamW.
+fp32 on CPU; bf16 weights with fp32 logits on CUDA. The math lives in `losses` and
+`advantages`; this file batches tokens, turns rewards into advantages (it holds the reference
+and critic models those need), runs forward/backward and steps AdamW.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,29 +17,36 @@ import ray
 import torch
 from transformers import AutoModelForCausalLM
 
+from rlscale import advantages as adv_lib
 from rlscale import losses
+
+LEARNER_STATE = "learner_state.pt"
 
 
 @dataclass
 class Batch:
-    """Sequences to train on; advantages are per sequence and broadcast over its tokens."""
+    """Whole groups of sequences, contiguous by group, each with its scalar reward."""
 
     prompts: list[list[int]]
     responses: list[list[int]]
     sampler_logprobs: list[list[float]]
-    advantages: list[float]
+    rewards: list[float]
     group_ids: list[int]
 
 
 @dataclass
 class _Tensors:
     input_ids: torch.Tensor  # [B, L] prompt + response, right-padded
-    gather_idx: torch.Tensor  # [B, T] position whose logits predict response token t
+    gather_idx: torch.Tensor  # [B, T] position whose hidden state predicts response token t
     tokens: torch.Tensor  # [B, T] response tokens
     mask: torch.Tensor  # [B, T] 1.0 on response tokens
-    advantages: torch.Tensor  # [B, T]
     sampler_logp: torch.Tensor  # [B, T]
+    rewards: torch.Tensor  # [B]
     group_ids: torch.Tensor  # [B]
+    advantages: torch.Tensor | None = None  # [B, T], filled by _advantages
+    returns: torch.Tensor | None = None  # [B, T], critic targets (GAE)
+    old_values: torch.Tensor | None = None  # [B, T]
+    old_logp: torch.Tensor | None = None  # [B, T], frozen when several updates per batch
 
 
 def _pad(rows: list[list], value, dtype) -> torch.Tensor:
@@ -45,12 +54,15 @@ def _pad(rows: list[list], value, dtype) -> torch.Tensor:
     return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=dtype)
 
 
-LEARNER_STATE = "learner_state.pt"
+def _call_with_known_kwargs(fn, *args, **kwargs):
+    """Each loss takes its own knobs (clip_cov has no eps for kl_cov, ...): pass the ones it has."""
+    params = inspect.signature(fn).parameters
+    return fn(*args, **{k: v for k, v in kwargs.items() if k in params})
 
 
 class LearnerCore:
     def __init__(self, model_dir: str, *, algo: dict, learner: dict, seed: int, max_tokens: int):
-        """`model_dir` may be a checkpoint: its optimizer, schedule and RNG state are restored."""
+        """`model_dir` may be a checkpoint: optimizer, schedule, critic and RNG state are restored."""
         torch.manual_seed(seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = learner.get("dtype", "auto")
@@ -63,117 +75,203 @@ class LearnerCore:
         self.ref = None
         if algo["kl_coef"] > 0:
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.opt = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=learner["lr"],
-            betas=tuple(learner["betas"]),
-            weight_decay=learner["weight_decay"],
-        )
+        params = list(self.model.parameters())
+        self.critic_trunk = self.value_head = None
+        if algo["critic"]:
+            # "separate": its own copy of the trunk; "head": a value head on the policy's trunk
+            trunk = self.model.get_decoder()
+            self.critic_trunk = copy.deepcopy(trunk) if algo["critic_mode"] == "separate" else trunk
+            self.value_head = torch.nn.Linear(self.model.config.hidden_size, 1).to(self.device)
+            torch.nn.init.zeros_(self.value_head.weight)
+            torch.nn.init.zeros_(self.value_head.bias)
+            if algo["critic_mode"] == "separate":
+                params += list(self.critic_trunk.parameters())
+            params += list(self.value_head.parameters())
+        self.params = params
+        self.learner_cfg = learner
+        self.opt = self._optimizer()
         warmup = learner["warmup_steps"]
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
         )
         self.grad_clip = learner["grad_clip"]
         self.n_params = sum(p.numel() for p in self.model.parameters())
-        state_file = Path(model_dir) / LEARNER_STATE
-        if state_file.is_file():
-            state = torch.load(state_file, map_location=self.device, weights_only=False)
-            self.opt.load_state_dict(state["optimizer"])
-            self.sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
+        self.updates = 0
+        self._restore(Path(model_dir))
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.learner_cfg
+        return torch.optim.AdamW(
+            self.params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"]
+        )
+
+    def _restore(self, model_dir: Path) -> None:
+        state_file = model_dir / LEARNER_STATE
+        if not state_file.is_file():
+            return
+        state = torch.load(state_file, map_location=self.device, weights_only=False)
+        if self.value_head is not None and state.get("critic") is not None:
+            self.value_head.load_state_dict(state["critic"]["head"])
+            if state["critic"]["trunk"] is not None:
+                self.critic_trunk.load_state_dict(state["critic"]["trunk"])
+        if self.ref is not None and state.get("ref") is not None:
+            self.ref.load_state_dict(state["ref"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.updates = state["updates"]
+        torch.set_rng_state(state["torch_rng"])
 
     # -- batching ------------------------------------------------------------------------
     def _tensors(self, batch: Batch) -> _Tensors:
         rows = [p + r for p, r in zip(batch.prompts, batch.responses)]
         gather = [[len(p) - 1 + t for t in range(len(r))] for p, r in zip(batch.prompts, batch.responses)]
         dev = self.device
-        mask = _pad([[1.0] * len(r) for r in batch.responses], 0.0, torch.float32)
-        adv = torch.tensor(batch.advantages, dtype=torch.float32)[:, None] * mask
         return _Tensors(
             input_ids=_pad(rows, self.pad_id, torch.long).to(dev),
             gather_idx=_pad(gather, 0, torch.long).to(dev),
             tokens=_pad(batch.responses, self.pad_id, torch.long).to(dev),
-            mask=mask.to(dev),
-            advantages=adv.to(dev),
+            mask=_pad([[1.0] * len(r) for r in batch.responses], 0.0, torch.float32).to(dev),
             sampler_logp=_pad(batch.sampler_logprobs, 0.0, torch.float32).to(dev),
+            rewards=torch.tensor(batch.rewards, dtype=torch.float32, device=dev),
             group_ids=torch.tensor(batch.group_ids, dtype=torch.long, device=dev),
         )
 
-    def _response_logits(self, model, t: _Tensors, rows: slice | torch.Tensor) -> torch.Tensor:
-        """fp32 logits at the positions that predict each response token: [b, T, V]."""
+    def _hidden(self, trunk, t: _Tensors, rows) -> torch.Tensor:
+        """Hidden states at the positions that predict each response token: [b, T, H]."""
         # right padding under a causal mask never reaches real tokens: no attention mask needed
-        hidden = model.get_decoder()(input_ids=t.input_ids[rows]).last_hidden_state
+        hidden = trunk(input_ids=t.input_ids[rows]).last_hidden_state
         idx = t.gather_idx[rows]
-        hidden = hidden.gather(1, idx[..., None].expand(-1, -1, hidden.shape[-1]))
-        return model.get_output_embeddings()(hidden).float()
+        return hidden.gather(1, idx[..., None].expand(-1, -1, hidden.shape[-1]))
+
+    def _logits(self, model, t: _Tensors, rows) -> torch.Tensor:
+        return model.get_output_embeddings()(self._hidden(model.get_decoder(), t, rows)).float()
+
+    def _values(self, t: _Tensors, rows) -> torch.Tensor:
+        return self.value_head(self._hidden(self.critic_trunk, t, rows).float()).squeeze(-1)
+
+    # -- rewards -> advantages -----------------------------------------------------------
+    def _advantages(self, t: _Tensors, stats: dict) -> None:
+        """Per-token advantages from sequence rewards, with KL-in-reward and overlong shaping."""
+        algo, mask = self.algo, t.mask
+        everything = slice(None)
+        several_updates = algo["ppo_epochs"] > 1 or algo["mini_batches"] > 1
+        kl_in_reward = self.ref is not None and algo["kl_in_reward"]
+        with torch.no_grad():
+            logp = None  # an extra forward pass, only when the algorithm needs it
+            if several_updates or kl_in_reward:
+                logp = losses.logprobs_from_logits(self._logits(self.model, t, everything), t.tokens)
+            seq_rewards = t.rewards.clone()
+            if algo["overlong_buffer"]:
+                # DAPO's buffer is in tokens of a 20k budget; scale it to this run's budget
+                buffer = min(algo["overlong_buffer"], max(1, self.max_tokens // 4))
+                lengths = mask.sum(-1)
+                shaping = adv_lib.overlong_penalty(lengths, max_len=self.max_tokens, buffer_len=buffer)
+                seq_rewards += shaping
+                stats["reward/overlong_penalty"] = float(shaping.mean())
+            token_rewards = torch.zeros_like(mask)
+            if kl_in_reward:
+                ref_logp = losses.logprobs_from_logits(self._logits(self.ref, t, everything), t.tokens)
+                kl = losses.kl_penalty(logp, ref_logp, algo["kl_estimator"]) * mask
+                token_rewards -= algo["kl_coef"] * kl
+                stats["kl/ref"] = float(kl.sum() / mask.sum().clamp(min=1))
+            if algo["advantage"] == "gae":
+                last = (mask.sum(-1).long() - 1).clamp(min=0)
+                token_rewards[torch.arange(len(last)), last] += seq_rewards
+                t.old_values = self._values(t, everything) * mask
+                adv, t.returns = adv_lib.gae(
+                    token_rewards, t.old_values, mask, gamma=algo["gamma"], lam=algo["lam"]
+                )
+                if algo["norm_adv"] == "batch":
+                    adv = adv_lib.batch_normalized(adv, mask=mask)
+            else:
+                seq_rewards += token_rewards.sum(-1)  # KL in the reward, summed per sequence
+                groups = seq_rewards.view(-1, int((t.group_ids == t.group_ids[0]).sum()))
+                adv = adv_lib.ADVANTAGE_ESTIMATORS[algo["advantage"]](groups).reshape(-1, 1) * mask
+            t.advantages = adv
+            if several_updates:
+                t.old_logp = logp  # the policy moves between mini-batches: freeze "old"
 
     # -- update --------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, float]:
         algo = self.algo
         t = self._tensors(batch)
         n = t.input_ids.shape[0]
-        epochs, minis = algo["ppo_epochs"], algo["mini_batches"]
-        on_policy = epochs == 1 and minis == 1
-        old_logp = None
-        if not on_policy:  # the update changes the policy between mini-batches: freeze "old"
-            with torch.no_grad():
-                old_logp = losses.logprobs_from_logits(
-                    self._response_logits(self.model, t, slice(None)), t.tokens
-                )
-        stats: dict[str, list[float]] = {}
+        stats: dict[str, float] = {}
+        self._advantages(t, stats)
+        collected: dict[str, list[float]] = {}
         skipped = 0
-        for _ in range(epochs):
-            order = torch.randperm(n) if minis > 1 else torch.arange(n)
-            for chunk in order.chunk(minis):
-                s, ok = self._step(t, chunk.to(self.device), old_logp)
+        for _ in range(algo["ppo_epochs"]):
+            order = torch.randperm(n) if algo["mini_batches"] > 1 else torch.arange(n)
+            for chunk in order.chunk(algo["mini_batches"]):
+                step_stats, ok = self._step(t, chunk.to(self.device))
                 skipped += not ok
-                for k, v in s.items():
-                    stats.setdefault(k, []).append(v)
-        out = {k: sum(v) / len(v) for k, v in stats.items()}
-        out["learner/skipped_updates"] = float(skipped)
-        out["lr"] = self.sched.get_last_lr()[0]
+                for k, v in step_stats.items():
+                    collected.setdefault(k, []).append(v)
+        stats.update({k: sum(v) / len(v) for k, v in collected.items()})
+        stats["learner/skipped_updates"] = float(skipped)
+        stats["lr"] = self.sched.get_last_lr()[0]
         self.sched.step()
-        out["tokens/trained"] = float(t.input_ids.ne(self.pad_id).sum())
-        return out
+        self.updates += 1
+        stats["tokens/trained"] = float(t.input_ids.ne(self.pad_id).sum())
+        if algo["ref_reset_every"] and self.ref is not None and self.updates % algo["ref_reset_every"] == 0:
+            self.reset_reference()
+            stats["kl/ref_reset"] = 1.0
+        return stats
 
-    def _step(self, t: _Tensors, rows: torch.Tensor, old_logp_all: torch.Tensor | None):
+    def _step(self, t: _Tensors, rows: torch.Tensor) -> tuple[dict[str, float], bool]:
         algo = self.algo
-        logits = self._response_logits(self.model, t, rows)
+        logits = self._logits(self.model, t, rows)
         mask, adv = t.mask[rows], t.advantages[rows]
         logp = losses.logprobs_from_logits(logits, t.tokens[rows])
         entropy = losses.entropy_from_logits(logits.detach())
-        old_logp = logp.detach() if old_logp_all is None else old_logp_all[rows]
-        loss_fn = losses.POLICY_LOSSES[algo["policy_loss"]]
-        loss_mat, pg_stats = loss_fn(
-            logp, old_logp, adv, mask, eps_low=algo["eps_low"], eps_high=algo["eps_high"]
+        old_logp = logp.detach() if t.old_logp is None else t.old_logp[rows]
+        loss_mat, pg_stats = _call_with_known_kwargs(
+            losses.POLICY_LOSSES[algo["policy_loss"]],
+            logp,
+            old_logp,
+            adv,
+            mask,
+            eps_low=algo["eps_low"],
+            eps_high=algo["eps_high"],
         )
+        if algo["tis_cap"]:
+            loss_mat = loss_mat * losses.truncated_is_weight(
+                old_logp, t.sampler_logp[rows], mask, cap=algo["tis_cap"]
+            )
         agg = dict(group_ids=t.group_ids[rows], max_len=self.max_tokens)
         loss = losses.aggregate(loss_mat, mask, algo["loss_agg"], **agg)
         stats = {"loss/policy": float(loss.detach())}
-        if self.ref is not None:
+        if self.ref is not None and not algo["kl_in_reward"]:
             with torch.no_grad():
-                ref_logp = losses.logprobs_from_logits(
-                    self._response_logits(self.ref, t, rows), t.tokens[rows]
-                )
-            kl = losses.aggregate(
-                losses.kl_penalty(logp, ref_logp, algo["kl_estimator"]), mask, algo["loss_agg"], **agg
-            )
+                ref_logp = losses.logprobs_from_logits(self._logits(self.ref, t, rows), t.tokens[rows])
+            kl_mat = losses.kl_penalty(logp, ref_logp, algo["kl_estimator"])
+            kl = losses.aggregate(kl_mat, mask, algo["loss_agg"], **agg)
             loss = loss + algo["kl_coef"] * kl
             stats["kl/ref"] = float(kl.detach())
         if algo["entropy_coef"]:
-            loss = loss - algo["entropy_coef"] * losses.aggregate(
-                losses.entropy_from_logits(logits), mask, algo["loss_agg"], **agg
+            bonus = losses.aggregate(losses.entropy_from_logits(logits), mask, algo["loss_agg"], **agg)
+            loss = loss - algo["entropy_coef"] * bonus
+        if self.value_head is not None:
+            values = self._values(t, rows)
+            v_mat, v_stats = losses.value_loss(
+                values, t.old_values[rows], t.returns[rows], mask, clip=algo["value_clip"]
             )
+            v_loss = losses.aggregate(v_mat, mask, "token-mean")
+            loss = loss + algo["vf_coef"] * v_loss
+            stats["value/loss"] = float(v_loss.detach())
+            stats["value/explained_variance"] = float(
+                losses.explained_variance(values, t.returns[rows], mask)
+            )
+            stats.update({k: float(v) for k, v in v_stats.items()})
         denom = mask.sum().clamp(min=1)
         stats["entropy/mean"] = float((entropy * mask).sum() / denom)
-        # KL(sampler || learner) on the sampled tokens, k3 estimator: r - 1 - log r, r = p/q
-        log_r = old_logp - t.sampler_logp[rows]
-        stats["mismatch/kl"] = float(((log_r.exp() - 1 - log_r) * mask).sum() / denom)
-        stats.update({k: float(v) for k, v in pg_stats.items()})
+        stats["mismatch/kl"] = float(losses.mismatch_kl(old_logp, t.sampler_logp[rows], mask))
+        cov = losses.logp_adv_covariance(logp.detach(), adv, mask)
+        stats.update({k: float(v) for k, v in {**pg_stats, **cov}.items()})
 
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip))
         stats["grad_norm"] = grad_norm
         if not (math.isfinite(grad_norm) and math.isfinite(float(loss.detach()))):
             self.opt.zero_grad(set_to_none=True)  # a NaN/inf update is skipped, never applied
@@ -181,20 +279,35 @@ class LearnerCore:
         self.opt.step()
         return stats, True
 
+    def reset_reference(self) -> None:
+        """ProRL (Liu et al. 2025): the reference becomes the current policy; optimizer restarts."""
+        self.ref.load_state_dict(self.model.state_dict())
+        self.opt.state.clear()
+
+    # -- weights -------------------------------------------------------------------------
     def num_parameters(self) -> int:
         return self.n_params
 
-    # -- weights -------------------------------------------------------------------------
     def weights(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().to("cpu") for k, v in self.model.state_dict().items()}
 
     def save(self, path: str) -> None:
         """HF model files plus everything needed to continue training exactly."""
         self.model.save_pretrained(path)
+        critic = None
+        if self.value_head is not None:
+            separate = self.algo["critic_mode"] == "separate"
+            critic = {
+                "head": self.value_head.state_dict(),
+                "trunk": self.critic_trunk.state_dict() if separate else None,
+            }
         state = {
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "updates": self.updates,
+            "critic": critic,
+            "ref": self.ref.state_dict() if self.ref is not None and self.algo["ref_reset_every"] else None,
         }
         torch.save(state, Path(path) / LEARNER_STATE)
 

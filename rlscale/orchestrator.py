@@ -9,7 +9,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ray
@@ -79,6 +79,12 @@ class Totals:
     worker_restarts: int = 0
     skipped_updates: int = 0
     consecutive_skips: int = 0
+    flops_by_part: dict = field(default_factory=dict)
+
+
+def _devices() -> int:
+    """Accelerators if there are any, else CPU cores: the unit of `compute/device_hours`."""
+    return torch.cuda.device_count() or os.cpu_count() or 1
 
 
 class Orchestrator:
@@ -144,9 +150,9 @@ class Orchestrator:
         return max(len(self.tokenizer.encode(self.env.sample(rng).prompt)) for _ in range(256)) * 2
 
     # -- one step ------------------------------------------------------------------------
-    def _rollout(self, step: int, prompts: list[list[int]]) -> list[list[Sample]]:
+    def _rollout(self, step: int, prompts: list[list[int]], refill: int = 0) -> list[list[Sample]]:
         r, n = self.cfg.rollout, len(self.workers)
-        seeds = [_seed(self.cfg.trainer.seed, "sample", step, i) for i in range(len(prompts))]
+        seeds = [_seed(self.cfg.trainer.seed, "sample", step, refill, i) for i in range(len(prompts))]
         bounds = [len(prompts) * k // n for k in range(n + 1)]
         parts: list = [None] * n
         for attempt in range(self.cfg.trainer.max_worker_restarts + 1):
@@ -206,35 +212,55 @@ class Orchestrator:
         return rewards, correct
 
     def step(self, step: int) -> dict:
-        cfg, algo = self.cfg, self.cfg.algo
+        cfg, algo, P = self.cfg, self.cfg.algo, self.cfg.rollout.prompts_per_step
         t0 = time.perf_counter()
         rng = random.Random(_seed(cfg.trainer.seed, "tasks", step))
-        tasks = [self.env.sample(rng) for _ in range(cfg.rollout.prompts_per_step)]
-        prompts = [self.tokenizer.encode(t.prompt) for t in tasks]
-        groups = self._rollout(step, prompts)
-        t1 = time.perf_counter()
-        rewards, correct = self._verify(tasks, groups)
-        t2 = time.perf_counter()
-
-        advantages = adv_lib.ADVANTAGE_ESTIMATORS[algo.advantage](rewards)
+        tasks, prompts, groups, rewards, correct = [], [], [], [], []
+        rollout_s = verify_s = 0.0
+        for refill in range(cfg.rollout.max_refill_rounds + 1):
+            # DAPO dynamic sampling: groups with one reward for all carry no signal; draw more
+            need = P if refill == 0 else P - int((~adv_lib.zero_variance_groups(torch.cat(rewards))).sum())
+            new_tasks = [self.env.sample(rng) for _ in range(need)]
+            new_prompts = [self.tokenizer.encode(t.prompt) for t in new_tasks]
+            start = time.perf_counter()
+            new_groups = self._rollout(step, new_prompts, refill)
+            mid = time.perf_counter()
+            r, c = self._verify(new_tasks, new_groups)
+            rollout_s, verify_s = rollout_s + mid - start, verify_s + time.perf_counter() - mid
+            tasks, prompts, groups = tasks + new_tasks, prompts + new_prompts, groups + new_groups
+            rewards.append(r)
+            correct.append(c)
+            kept = int((~adv_lib.zero_variance_groups(torch.cat(rewards))).sum())
+            if not algo.dynamic_sampling or kept >= P:
+                break
+        rewards, correct = torch.cat(rewards), torch.cat(correct)
         keep = torch.ones(len(tasks), dtype=torch.bool)
         if algo.dynamic_sampling:
             keep = ~adv_lib.zero_variance_groups(rewards)
+            keep &= keep.cumsum(0) <= P  # at most P groups per update
         batch = Batch([], [], [], [], [])
         for i in keep.nonzero().flatten().tolist():
             for j, sample in enumerate(groups[i]):
                 batch.prompts.append(prompts[i])
                 batch.responses.append(sample.token_ids)
                 batch.sampler_logprobs.append(sample.logprobs)
-                batch.advantages.append(float(advantages[i, j]))
+                batch.rewards.append(float(rewards[i, j]))
                 batch.group_ids.append(i)
+        t2 = time.perf_counter()
         stats = ray.get(self.learner.update.remote(batch)) if batch.prompts else {}
         self._count_skips(step, stats.get("learner/skipped_updates", 0.0))
         t3 = time.perf_counter()
         weights = self.learner.weights.remote()
         ray.get([w.load_weights.remote(weights) for w in self.workers])
         t4 = time.perf_counter()
-        return self._record(step, prompts, groups, rewards, correct, keep, stats, (t0, t1, t2, t3, t4))
+        times = {
+            "rollout": rollout_s,
+            "verify": verify_s,
+            "learn": t3 - t2,
+            "sync": t4 - t3,
+            "total": t4 - t0,
+        }
+        return self._record(step, prompts, groups, rewards, correct, keep, stats, times)
 
     def _count_skips(self, step: int, skipped: float) -> None:
         tot = self.totals
@@ -248,25 +274,45 @@ class Orchestrator:
                 "Lower learner.lr or check the rewards."
             )
 
+    def _flops(self, n: int, generation_tokens: int, trained: float) -> dict[str, float]:
+        """2N FLOPs per token forward, 6N per token forward+backward (Kaplan et al. 2020)."""
+        algo = self.cfg.algo
+        updates = algo.ppo_epochs
+        old_logp_pass = (
+            algo.ppo_epochs > 1 or algo.mini_batches > 1 or (algo.kl_in_reward and algo.kl_coef > 0)
+        )
+        ref_passes = 0 if not algo.kl_coef else (1 if algo.kl_in_reward else updates)
+        critic = 0.0
+        if algo.critic:
+            trunk = 2 * n * trained * (1 + 3 * updates)  # old values + training, if a separate model
+            critic = trunk if algo.critic_mode == "separate" else 0.0
+        return {
+            "generation": 2 * n * generation_tokens,
+            "training": 6 * n * trained * updates + 2 * n * trained * old_logp_pass,
+            "reference": 2 * n * trained * ref_passes,
+            "critic": critic,
+        }
+
     def _record(self, step, prompts, groups, rewards, correct, keep, stats, times) -> dict:
-        t0, t1, t2, t3, t4 = times
         n, tot = self.n_params, self.totals
         lengths = torch.tensor([len(s.token_ids) for g in groups for s in g], dtype=torch.float32)
         truncated = [s.truncated for g in groups for s in g]
         prompt_tokens = sum(len(p) for p in prompts)
         generated = int(lengths.sum())
         trained = stats.get("tokens/trained", 0.0)
-        passes = self.cfg.algo.ppo_epochs + (self.cfg.algo.kl_coef > 0) / 3
-        # 2N FLOPs per token forward (prefill + decode), 6N per trained token, 2N per ref pass
-        tot.flops += 2 * n * (prompt_tokens + generated) + 6 * n * trained * passes
+        for part, flops in self._flops(n, prompt_tokens + generated, trained).items():
+            tot.flops_by_part[part] = tot.flops_by_part.get(part, 0.0) + flops
+            tot.flops += flops
         tot.samples += len(truncated)
         tot.tokens_generated += generated
-        tot.wall_s += t4 - t0
+        tot.wall_s += times["total"]
         tot.step = step
         record = {
             "step": step,
             "time/wall_s": tot.wall_s,
             "compute/flops": tot.flops,
+            **{f"compute/flops_{part}": v for part, v in tot.flops_by_part.items()},
+            "compute/device_hours": tot.wall_s * _devices() / 3600,
             "samples": tot.samples,
             "tokens/generated": tot.tokens_generated,
             "reward/mean": float(rewards.mean()),
@@ -281,10 +327,7 @@ class Orchestrator:
             "faults/worker_restarts": tot.worker_restarts,
             "faults/skipped_updates": tot.skipped_updates,
             **stats,
-            "time/rollout_s": t1 - t0,
-            "time/verify_s": t2 - t1,
-            "time/learn_s": t3 - t2,
-            "time/sync_s": t4 - t3,
+            **{f"time/{k}_s": v for k, v in times.items() if k != "total"},
         }
         self.metrics.write(record)
         return record

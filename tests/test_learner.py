@@ -7,27 +7,36 @@ import math
 import pytest
 import torch
 
+from rlscale.config import build_config
 from rlscale.learner import Batch, LearnerCore
-from rlscale.presets import ALGO_PRESETS
 
 LEARNER = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
+
+
+def _snapshot(learner) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in learner.weights().items()}  # weights() shares storage
+
+
+def _algo(**overrides) -> dict:
+    """A preset resolved exactly as a config resolves it."""
+    return build_config({"algo": {"name": "grpo", **overrides}}).algo.model_dump()
 
 
 @pytest.fixture
 def learner(tiny_model_dir):
     return LearnerCore(
         str(tiny_model_dir),
-        algo=dict(ALGO_PRESETS["grpo"], kl_coef=0.0),
+        algo=_algo(kl_coef=0.0),
         learner=LEARNER,
         seed=0,
         max_tokens=4,
     )
 
 
-def _batch(tok, advantages=(1.0, -1.0)):
+def _batch(tok, rewards=(1.0, 0.0)):
     prompt = tok.encode("1+1=")
     good, bad = tok.encode("2") + [tok.eos_token_id], tok.encode("3") + [tok.eos_token_id]
-    return prompt, good, bad, Batch([prompt, prompt], [good, bad], [[0.0] * 2] * 2, list(advantages), [0, 0])
+    return prompt, good, bad, Batch([prompt, prompt], [good, bad], [[0.0] * 2] * 2, list(rewards), [0, 0])
 
 
 def _response_logp(learner, prompt, response) -> float:
@@ -48,13 +57,19 @@ def test_grpo_update_raises_the_good_response_and_lowers_the_bad(learner, tiny_m
     assert stats["entropy/mean"] > 0 and math.isfinite(stats["grad_norm"])
 
 
-def test_on_policy_first_step_has_unit_ratio_and_exact_loss(learner, tiny_model_dir):
-    """Ratio 1 on-policy: the GRPO loss is -mean_seq(mean_tok(A)) = -(1 + -1)/2 = 0, kl/old = 0."""
+def test_on_policy_loss_matches_hand_computation(tiny_model_dir):
+    """Rewards (1, 0) in one group: mean 0.5, unbiased std 0.7071, so A = (+0.7071, -0.7071).
+    On-policy the ratio is 1; token-mean over a 2-token and a 3-token response gives
+    -(2 * 0.7071 - 3 * 0.7071) / 5 = 0.141421, and kl/old = 0."""
     from transformers import AutoTokenizer
 
+    algo = _algo(kl_coef=0.0, loss_agg="token-mean")
+    learner = LearnerCore(str(tiny_model_dir), algo=algo, learner=LEARNER, seed=0, max_tokens=4)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    stats = learner.update(_batch(tok, advantages=(1.0, 0.5))[3])
-    assert stats["loss/policy"] == pytest.approx(-0.75, abs=1e-6)
+    prompt = tok.encode("1+1=")
+    short, long = tok.encode("2") + [tok.eos_token_id], tok.encode("33") + [tok.eos_token_id]
+    stats = learner.update(Batch([prompt] * 2, [short, long], [[0.0] * 2, [0.0] * 3], [1.0, 0.0], [0, 0]))
+    assert stats["loss/policy"] == pytest.approx(0.7071068 / 5, abs=1e-6)
     assert stats["kl/old"] == pytest.approx(0.0, abs=1e-7) and stats["clip/fraction"] == 0.0
 
 
@@ -62,8 +77,8 @@ def test_nan_update_is_skipped_and_weights_kept(learner, tiny_model_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    before = learner.weights()
-    stats = learner.update(_batch(tok, advantages=(float("nan"), 1.0))[3])
+    before = _snapshot(learner)
+    stats = learner.update(_batch(tok, rewards=(float("nan"), 1.0))[3])
     assert stats["learner/skipped_updates"] == 1
     after = learner.weights()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -78,3 +93,30 @@ def test_sequence_logprobs_match_a_plain_forward(learner, tiny_model_dir):
         logp = torch.log_softmax(model(input_ids=torch.tensor([seq])).logits[0, :-1], -1)
     expected = logp.gather(1, torch.tensor(seq[1:])[:, None])[:, 0]
     assert torch.allclose(torch.tensor(learner.sequence_logprobs([seq])[0]), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "preset", ["grpo", "dr_grpo", "dapo", "gspo", "cispo", "ppo", "rloo", "reinforce_pp", "scalerl"]
+)
+def test_every_preset_updates_with_finite_losses(preset, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    algo = _algo(name=preset, tis_cap=2.0)
+    learner = LearnerCore(str(tiny_model_dir), algo=algo, learner=LEARNER, seed=0, max_tokens=4)
+    prompt = tok.encode("1+1=")
+    answers = ["2", "3", "22", "1"] * 2
+    responses = [tok.encode(a) + [tok.eos_token_id] for a in answers]
+    rewards = [1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    batch = Batch([prompt] * 8, responses, [[-2.0] * len(r) for r in responses], rewards, [0] * 4 + [1] * 4)
+    before = _snapshot(learner)
+    stats = learner.update(batch)
+    assert all(math.isfinite(v) for k, v in stats.items() if k != "value/explained_variance"), stats
+    assert stats["learner/skipped_updates"] == 0
+    after = learner.weights()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    if algo["critic"]:
+        assert "value/loss" in stats and stats["value/loss"] > 0
+    if algo["kl_coef"]:
+        assert stats["kl/ref"] == pytest.approx(0.0, abs=1e-6)  # the policy still is the reference
+    assert {"cov/mean", "cov/p99", "mismatch/kl"} <= stats.keys()
