@@ -88,6 +88,27 @@ class TrainerConfig(_Strict):
     max_worker_restarts: int = Field(3, ge=0)  # per step, for rollout actors that died
 
 
+class EvalConfig(_Strict):
+    """Periodic pass@k on a fixed set of tasks drawn with their own seed (the base model at step 1)."""
+
+    every: int = Field(0, ge=0)  # steps between evaluations; 0 = off
+    tasks: int = Field(32, ge=1)
+    samples: int = Field(8, ge=1)  # n per task: pass@k for k up to n
+    temperature: float = Field(1.0, gt=0)
+
+
+class ScalingConfig(_Strict):
+    """The run refits its own curves every `refit_every` steps (rlscale.fitting.live_refit)."""
+
+    refit_every: int = Field(0, ge=0)  # 0 = off
+    x: Literal["flops", "hours", "steps", "tokens", "samples", "wall"] = "flops"
+    early_stop_min_gain: float | None = Field(None, ge=0)  # stop when predicted gain is below this
+
+
+class TelemetryConfig(_Strict):
+    sinks: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
+
+
 class VerifyConfig(_Strict):
     timeout_s: float = Field(30.0, gt=0)  # per response; past it the sample scores 0
     workers: int = Field(4, ge=1)
@@ -118,6 +139,9 @@ class RunConfig(_Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     builtin: BuiltinModelConfig = Field(default_factory=BuiltinModelConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("env", mode="before")

@@ -22,10 +22,11 @@ from rlscale import advantages as adv_lib
 from rlscale import checkpoint
 from rlscale.config import RunConfig, save_config
 from rlscale.errors import RunStopped
+from rlscale.evaluation import pass_at_k_metrics
 from rlscale.learner import Batch, Learner
 from rlscale.models import resolve_builtin
 from rlscale.rollout import RolloutWorker, Sample
-from rlscale.telemetry import MetricsWriter, load_metrics, truncate_metrics
+from rlscale.telemetry import MetricsWriter, Sinks, load_metrics, truncate_metrics
 
 log = logging.getLogger("rlscale")
 
@@ -110,7 +111,11 @@ class Orchestrator:
         )
         self.n_params = ray.get(self.learner.num_parameters.remote())
         self.metrics = MetricsWriter(self.run_dir)
+        self.sinks = Sinks(
+            cfg.telemetry.sinks, self.run_dir, cfg.name, cfg.model_dump(mode="json"), tqdm.write
+        )
         self.verify_pool = cf.ThreadPoolExecutor(cfg.verify.workers, thread_name_prefix="verify")
+        self.stop_reason: str | None = None
 
     def _prepare_run_dir(self, resume: bool) -> Path | None:
         """Fresh run: refuse to overwrite one. Resume: the newest valid checkpoint, metrics cut to it."""
@@ -186,9 +191,9 @@ class Orchestrator:
         self.workers[index] = self._start_worker(index)
         ray.get(self.workers[index].load_weights.remote(self.learner.weights.remote()))
 
-    def _verify(self, tasks, groups: list[list[Sample]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _verify(self, tasks, groups: list[list[Sample]], group_size: int | None = None):
         """Score every response in a thread pool; a crash or a timeout scores 0 and is counted."""
-        rewards = torch.zeros(len(tasks), self.cfg.rollout.group_size)
+        rewards = torch.zeros(len(tasks), group_size or self.cfg.rollout.group_size)
         correct = torch.zeros_like(rewards)
         futures = {
             self.verify_pool.submit(
@@ -211,7 +216,7 @@ class Orchestrator:
             rewards[i, j], correct[i, j] = verdict.score, float(verdict.correct)
         return rewards, correct
 
-    def step(self, step: int) -> dict:
+    def step(self, step: int, extra: dict | None = None) -> dict:
         cfg, algo, P = self.cfg, self.cfg.algo, self.cfg.rollout.prompts_per_step
         t0 = time.perf_counter()
         rng = random.Random(_seed(cfg.trainer.seed, "tasks", step))
@@ -260,7 +265,23 @@ class Orchestrator:
             "sync": t4 - t3,
             "total": t4 - t0,
         }
-        return self._record(step, prompts, groups, rewards, correct, keep, stats, times)
+        return self._record(step, prompts, groups, rewards, correct, keep, {**stats, **(extra or {})}, times)
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """pass@k of the current policy on a fixed task set, n samples per task."""
+        ev = self.cfg.eval
+        rng = random.Random(_seed(self.cfg.trainer.seed, "eval"))
+        tasks = [self.env.sample(rng) for _ in range(ev.tasks)]
+        prompts = [self.tokenizer.encode(t.prompt) for t in tasks]
+        seeds = [_seed(self.cfg.trainer.seed, "eval", step, i) for i in range(len(prompts))]
+        groups = ray.get(
+            self.workers[0].generate.remote(
+                prompts, n=ev.samples, temperature=ev.temperature, top_p=1.0,
+                max_tokens=self.cfg.rollout.max_tokens, seeds=seeds,
+            )
+        )  # fmt: skip
+        _, correct = self._verify(tasks, groups, group_size=ev.samples)
+        return pass_at_k_metrics(correct.sum(1).long().tolist(), ev.samples)
 
     def _count_skips(self, step: int, skipped: float) -> None:
         tot = self.totals
@@ -330,6 +351,7 @@ class Orchestrator:
             **{f"time/{k}_s": v for k, v in times.items() if k != "total"},
         }
         self.metrics.write(record)
+        self.sinks.write(record)
         return record
 
     # -- checkpoints and outputs ---------------------------------------------------------
@@ -355,18 +377,39 @@ class Orchestrator:
         )
         last_ckpt = checkpoint.latest_valid(self.run_dir / "checkpoints", log=lambda _: None)
         for step in bar:
-            rec = self.step(step)
+            extra = self.evaluate(step) if cfg.eval.every and (step - 1) % cfg.eval.every == 0 else {}
+            if cfg.scaling.refit_every and step > 1 and (step - 1) % cfg.scaling.refit_every == 0:
+                extra.update(self._refit(step))
+            rec = self.step(step, extra=extra)
             bar.set_postfix(
                 reward=f"{rec['reward/mean']:.3f}",
                 acc=f"{rec['accuracy/mean']:.3f}",
                 entropy=f"{rec.get('entropy/mean', float('nan')):.3f}",
                 refresh=False,
             )
-            if step % cfg.trainer.checkpoint_every == 0 or step == steps:
+            if step % cfg.trainer.checkpoint_every == 0 or step == steps or self.stop_reason:
                 last_ckpt = self.checkpoint(step)
+            if self.stop_reason:
+                tqdm.write(f"stopping early at step {step}: {self.stop_reason}")
+                break
         bar.close()
         self.metrics.close()
+        self.sinks.close()
         return self.finish(last_ckpt)
+
+    def _refit(self, step: int) -> dict[str, float]:
+        """The run fits its own curves so far: predicted asymptote, final reward, entropy collapse."""
+        from rlscale.fitting import live_refit
+
+        sc, steps = self.cfg.scaling, self.cfg.trainer.steps
+        fit = live_refit(load_metrics(self.run_dir), x=sc.x, planned_steps=steps)
+        collapse = fit.get("fit/entropy_collapse_step", float("nan"))
+        if collapse == collapse and collapse < steps:  # not NaN, and before the planned end
+            tqdm.write(f"warning: entropy is on course to collapse by step {int(collapse)} of {steps}")
+        gain = fit.get("fit/predicted_gain", float("nan"))
+        if sc.early_stop_min_gain is not None and fit.get("fit/ok") == 1.0 and gain < sc.early_stop_min_gain:
+            self.stop_reason = f"predicted remaining gain {gain:.4f} < scaling.early_stop_min_gain"
+        return fit
 
     def finish(self, last_ckpt: Path | None) -> dict:
         from rlscale.plots import plot_run
@@ -391,6 +434,7 @@ class Orchestrator:
             "metrics": str(self.run_dir / "metrics.jsonl"),
             "checkpoint": str(last_ckpt) if last_ckpt else None,
             "plots": [str(p) for p in plots],
+            "stopped_early": self.stop_reason,
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -127,3 +128,108 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
         return frame
     frame = frame.drop_duplicates("step", keep="last").sort_values("step")
     return frame.reset_index(drop=True)
+
+
+class Sinks:
+    """Optional mirrors of every record (TensorBoard, MLflow file store, W&B offline).
+
+    Same metric names as the run store. A sink that fails is reported once and switched off;
+    it never stops the run.
+    """
+
+    def __init__(self, names: list[str], run_dir: Path, run_name: str, config: dict, warn=print):
+        self.warn, self._sinks = warn, {}
+        for name in names:
+            self._guard(
+                name, lambda name=name: self._sinks.__setitem__(name, _SINKS[name](run_dir, run_name, config))
+            )
+
+    def _guard(self, name: str, action) -> None:
+        try:
+            action()
+        except Exception as err:  # a sink is never worth losing the run for
+            self._sinks.pop(name, None)
+            self.warn(f"telemetry sink {name!r} failed ({err!r}); continuing without it")
+
+    def write(self, record: dict) -> None:
+        numeric = {k: float(v) for k, v in record.items() if isinstance(v, int | float) and k != "step"}
+        for name, sink in list(self._sinks.items()):
+            self._guard(name, lambda sink=sink: sink.log(numeric, int(record["step"])))
+
+    def close(self) -> None:
+        for name, sink in list(self._sinks.items()):
+            self._guard(name, sink.close)
+
+
+class _TensorBoard:
+    def __init__(self, run_dir: Path, run_name: str, config: dict):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def log(self, metrics: dict, step: int) -> None:
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _MLflow:
+    def __init__(self, run_dir: Path, run_name: str, config: dict):
+        import mlflow
+
+        # a plain directory next to the run, readable with `mlflow ui --backend-store-uri`; recent
+        # MLflow wants an explicit opt-in for the file store (its SQL store needs a server stack)
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        self.client = mlflow.MlflowClient(tracking_uri=(run_dir / "mlruns").resolve().as_uri())
+        experiment = self.client.get_experiment_by_name("rlscale")
+        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment("rlscale")
+        self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
+        for key, value in _flatten(config).items():
+            self.client.log_param(self.run_id, key, str(value)[:500])
+
+    def log(self, metrics: dict, step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        # MLflow names allow letters, digits, _ - . / and space: pass@k becomes pass_at_k
+        batch = [Metric(k.replace("@", "_at_"), v, now, step) for k, v in metrics.items() if math.isfinite(v)]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def close(self) -> None:
+        self.client.set_terminated(self.run_id)
+
+
+class _Wandb:
+    def __init__(self, run_dir: Path, run_name: str, config: dict):
+        import wandb
+
+        self.run = wandb.init(
+            mode="offline",
+            dir=str(run_dir),
+            project="rlscale",
+            name=run_name,
+            config=config,
+            reinit="create_new",
+        )
+
+    def log(self, metrics: dict, step: int) -> None:
+        self.run.log(metrics, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+_SINKS = {"tensorboard": _TensorBoard, "mlflow": _MLflow, "wandb": _Wandb}
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -60,6 +60,8 @@ def live_run(ray_session, tmp_path_factory):
             "learner": {"lr": 1e-2},
             "trainer": {"steps": 3, "checkpoint_every": 2},
             "builtin": {"sft_steps": 30, "sft_batch": 32},
+            "eval": {"every": 2, "tasks": 4, "samples": 4},
+            "scaling": {"refit_every": 2},
         },
         source="live_run",
     )

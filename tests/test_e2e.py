@@ -81,3 +81,14 @@ def test_checkpoint_loads_in_vllm(live_run, ray_session):
         ray_session.kill(worker)
     synced = ray_session.get(orch.workers[0].sequence_logprobs.remote([fixed]))[0]
     assert max(abs(a - b) for a, b in zip(fresh, synced)) < 1e-4
+
+
+def test_periodic_pass_at_k_and_live_refit_are_logged(live_run):
+    orch, _, _, _ = live_run
+    frame = load_metrics(orch.run_dir).set_index("step")
+    ks = ["eval/pass@1", "eval/pass@2", "eval/pass@4"]
+    assert frame.loc[[1, 3], ks].notna().all().all() and frame.loc[2, ks].isna().all()
+    for step in (1, 3):  # pass@k never falls as k grows, and lies in [0, 1]
+        values = frame.loc[step, ks].tolist()
+        assert values == sorted(values) and 0.0 <= values[0] and values[-1] <= 1.0
+    assert "fit/predicted_A" in frame.columns and frame["fit/ok"].notna().sum() == 1
