@@ -67,6 +67,7 @@ class RolloutConfig(_Strict):
     max_tokens: int = Field(16, ge=1)
     kv_cache_gib: float = Field(0.5, gt=0)
     max_refill_rounds: int = Field(2, ge=0)  # dynamic sampling: extra generation rounds per step
+    max_turns: int = Field(8, ge=1)  # multi-turn environments: actions per episode at most
 
 
 class LearnerConfig(_Strict):

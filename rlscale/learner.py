@@ -32,6 +32,7 @@ class Batch:
     sampler_logprobs: list[list[float]]
     rewards: list[float]
     group_ids: list[int]
+    loss_masks: list[list[float]] | None = None  # 0 on tokens the policy did not write
 
 
 @dataclass
@@ -130,7 +131,9 @@ class LearnerCore:
             input_ids=_pad(rows, self.pad_id, torch.long).to(dev),
             gather_idx=_pad(gather, 0, torch.long).to(dev),
             tokens=_pad(batch.responses, self.pad_id, torch.long).to(dev),
-            mask=_pad([[1.0] * len(r) for r in batch.responses], 0.0, torch.float32).to(dev),
+            mask=_pad(batch.loss_masks or [[1.0] * len(r) for r in batch.responses], 0.0, torch.float32).to(
+                dev
+            ),
             sampler_logp=_pad(batch.sampler_logprobs, 0.0, torch.float32).to(dev),
             rewards=torch.tensor(batch.rewards, dtype=torch.float32, device=dev),
             group_ids=torch.tensor(batch.group_ids, dtype=torch.long, device=dev),
@@ -175,7 +178,8 @@ class LearnerCore:
                 token_rewards -= algo["kl_coef"] * kl
                 stats["kl/ref"] = float(kl.sum() / mask.sum().clamp(min=1))
             if algo["advantage"] == "gae":
-                last = (mask.sum(-1).long() - 1).clamp(min=0)
+                positions = torch.arange(mask.shape[1], device=mask.device)
+                last = (positions * (mask > 0)).argmax(-1)  # the policy's last token
                 token_rewards[torch.arange(len(last)), last] += seq_rewards
                 t.old_values = self._values(t, everything) * mask
                 adv, t.returns = adv_lib.gae(

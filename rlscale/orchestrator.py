@@ -18,6 +18,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from envs import Environment, make_env
+from envs.base import MultiTurnEnvironment
 from rlscale import advantages as adv_lib
 from rlscale import checkpoint
 from rlscale.config import RunConfig, save_config
@@ -61,6 +62,18 @@ def _actor_env() -> dict:
     }
 
 
+def _per_env_metrics(tasks, rewards: torch.Tensor, correct: torch.Tensor) -> dict[str, float]:
+    """`env/<label>/reward` and `env/<label>/accuracy` when tasks come from a mixture."""
+    labels = [t.meta.get("env") for t in tasks]
+    out = {}
+    for label in sorted({lab for lab in labels if lab}):
+        rows = torch.tensor([lab == label for lab in labels])
+        out[f"env/{label}/reward"] = float(rewards[rows].mean())
+        out[f"env/{label}/accuracy"] = float(correct[rows].mean())
+        out[f"env/{label}/fraction"] = float(rows.float().mean())
+    return out
+
+
 def _seed(*parts) -> int:
     """A seed that is the same in every process (Python's str hash is salted per process)."""
     return random.Random("/".join(map(str, parts))).getrandbits(31)
@@ -93,13 +106,16 @@ class Orchestrator:
         self.cfg = cfg
         self.run_dir = cfg.run_dir
         self.env = make_env(cfg.env.name, **cfg.env.kwargs)
+        if isinstance(self.env, MultiTurnEnvironment) and cfg.eval.every:
+            raise ValueError("eval.every: periodic pass@k evaluation is for single-turn environments")
         self.totals = Totals()
         start_from = self._prepare_run_dir(resume)
         self.model_dir = resolve_model(cfg, self.env)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         r, ray_cfg = cfg.rollout, cfg.ray
         init_ray(ray_cfg.address, r.workers * ray_cfg.worker_cpus + ray_cfg.learner_cpus)
-        self.max_model_len = self._max_prompt_len() + r.max_tokens + 8
+        turns = r.max_turns if isinstance(self.env, MultiTurnEnvironment) else 1
+        self.max_model_len = self._max_prompt_len() + turns * (r.max_tokens + 64) + 8
         self.policy_dir = start_from or self.model_dir  # where the current weights live on disk
         self.workers = [self._start_worker(i) for i in range(r.workers)]
         self.learner = Learner.options(num_cpus=ray_cfg.learner_cpus, runtime_env=_actor_env()).remote(
@@ -156,15 +172,19 @@ class Orchestrator:
 
     # -- one step ------------------------------------------------------------------------
     def _rollout(self, step: int, prompts: list[list[int]], refill: int = 0) -> list[list[Sample]]:
-        r, n = self.cfg.rollout, len(self.workers)
         seeds = [_seed(self.cfg.trainer.seed, "sample", step, refill, i) for i in range(len(prompts))]
+        return self._generate(prompts, self.cfg.rollout.group_size, seeds)
+
+    def _generate(self, prompts: list[list[int]], group: int, seeds: list[int]) -> list[list[Sample]]:
+        """`group` samples per prompt, prompts split over the engines; dead engines are restarted."""
+        r, n = self.cfg.rollout, len(self.workers)
         bounds = [len(prompts) * k // n for k in range(n + 1)]
         parts: list = [None] * n
         for attempt in range(self.cfg.trainer.max_worker_restarts + 1):
             pending = {
                 i: self.workers[i].generate.remote(
                     prompts[bounds[i] : bounds[i + 1]],
-                    n=r.group_size,
+                    n=group,
                     temperature=r.temperature,
                     top_p=r.top_p,
                     max_tokens=r.max_tokens,
@@ -178,10 +198,53 @@ class Orchestrator:
                     parts[i] = ray.get(future)
                 except ray.exceptions.RayActorError as err:
                     if attempt == self.cfg.trainer.max_worker_restarts:
-                        msg = f"rollout worker {i} died {attempt + 1} times in step {step}"
+                        msg = f"rollout worker {i} died {attempt + 1} times in a row"
                         raise RunStopped(msg) from err
                     self._restart_worker(i, err)
         return [group for part in parts for group in part]
+
+    def _play(self, step: int, tasks, prompts: list[list[int]], refill: int):
+        """Multi-turn: G episodes per task; each turn, every running episode acts in one batch.
+
+        Token ids are kept per episode (actions as sampled, then the environment's answers), so
+        the learner trains on exactly what was sampled; the environment's tokens are masked out.
+        Environment time is part of the rollout time here.
+        """
+        from envs.episodes import run_episodes
+
+        G, tok = self.cfg.rollout.group_size, self.tokenizer
+        pairs = [(self.env, task) for task in tasks for _ in range(G)]
+        samples = [Sample([], [], False, []) for _ in pairs]
+        index: dict[int, int] = {}
+        turn = [0]
+
+        def policy(transcripts):
+            if not index:  # the first call sees every episode, in order
+                index.update({id(tr): k for k, tr in enumerate(transcripts)})
+            ks = [index[id(tr)] for tr in transcripts]
+            for tr, k in zip(transcripts, ks):
+                if tr.turns:  # the environment's answer to the last action
+                    obs = tok.encode(tr.turns[-1].observation)
+                    samples[k].token_ids += obs
+                    samples[k].logprobs += [0.0] * len(obs)
+                    samples[k].loss_mask += [0.0] * len(obs)
+            contexts = [prompts[k // G] + samples[k].token_ids for k in ks]
+            seeds = [_seed(self.cfg.trainer.seed, "play", step, refill, turn[0], k) for k in ks]
+            turn[0] += 1
+            actions = []
+            for k, (out,) in zip(ks, self._generate(contexts, 1, seeds)):
+                samples[k].token_ids += out.token_ids
+                samples[k].logprobs += out.logprobs
+                samples[k].loss_mask += [1.0] * len(out.token_ids)
+                samples[k].truncated |= out.truncated
+                actions.append(tok.decode(out.token_ids, skip_special_tokens=True))
+            return actions
+
+        transcripts = run_episodes(pairs, policy, self.cfg.rollout.max_turns)
+        self.totals.verifier_errors += sum(tr.error is not None for tr in transcripts)
+        rewards = torch.tensor([tr.reward for tr in transcripts], dtype=torch.float32).view(-1, G)
+        correct = torch.tensor([float(tr.correct) for tr in transcripts]).view(-1, G)
+        return [samples[k : k + G] for k in range(0, len(samples), G)], rewards, correct, 0.0
 
     def _restart_worker(self, index: int, err: Exception) -> None:
         """A dead engine is replaced and given the learner's current weights; the step retries."""
@@ -228,10 +291,17 @@ class Orchestrator:
             new_tasks = [self.env.sample(rng) for _ in range(need)]
             new_prompts = [self.tokenizer.encode(t.prompt) for t in new_tasks]
             start = time.perf_counter()
-            new_groups = self._rollout(step, new_prompts, refill)
-            mid = time.perf_counter()
-            r, c = self._verify(new_tasks, new_groups)
-            rollout_s, verify_s = rollout_s + mid - start, verify_s + time.perf_counter() - mid
+            if isinstance(self.env, MultiTurnEnvironment):
+                new_groups, r, c, verify_time = self._play(step, new_tasks, new_prompts, refill)
+                rollout_s, verify_s = (
+                    rollout_s + time.perf_counter() - start - verify_time,
+                    verify_s + verify_time,
+                )
+            else:
+                new_groups = self._rollout(step, new_prompts, refill)
+                mid = time.perf_counter()
+                r, c = self._verify(new_tasks, new_groups)
+                rollout_s, verify_s = rollout_s + mid - start, verify_s + time.perf_counter() - mid
             tasks, prompts, groups = tasks + new_tasks, prompts + new_prompts, groups + new_groups
             rewards.append(r)
             correct.append(c)
@@ -243,7 +313,7 @@ class Orchestrator:
         if algo.dynamic_sampling:
             keep = ~adv_lib.zero_variance_groups(rewards)
             keep &= keep.cumsum(0) <= P  # at most P groups per update
-        batch = Batch([], [], [], [], [])
+        batch = Batch([], [], [], [], [], [])
         for i in keep.nonzero().flatten().tolist():
             for j, sample in enumerate(groups[i]):
                 batch.prompts.append(prompts[i])
@@ -251,6 +321,7 @@ class Orchestrator:
                 batch.sampler_logprobs.append(sample.logprobs)
                 batch.rewards.append(float(rewards[i, j]))
                 batch.group_ids.append(i)
+                batch.loss_masks.append(sample.loss_mask or [1.0] * len(sample.token_ids))
         t2 = time.perf_counter()
         stats = ray.get(self.learner.update.remote(batch)) if batch.prompts else {}
         self._count_skips(step, stats.get("learner/skipped_updates", 0.0))
@@ -265,7 +336,8 @@ class Orchestrator:
             "sync": t4 - t3,
             "total": t4 - t0,
         }
-        return self._record(step, prompts, groups, rewards, correct, keep, {**stats, **(extra or {})}, times)
+        extra = {**(extra or {}), **_per_env_metrics(tasks, rewards, correct)}
+        return self._record(step, prompts, groups, rewards, correct, keep, {**stats, **extra}, times)
 
     def evaluate(self, step: int) -> dict[str, float]:
         """pass@k of the current policy on a fixed task set, n samples per task."""

@@ -15,11 +15,16 @@ import torch
 
 @dataclass
 class Sample:
-    """One sampled response: its tokens and the sampler's log-prob of each."""
+    """One sampled response: its tokens and the sampler's log-prob of each.
+
+    In a multi-turn episode the response interleaves the policy's actions with the
+    environment's observations; `loss_mask` is 0 on the environment's tokens.
+    """
 
     token_ids: list[int]
     logprobs: list[float]
     truncated: bool
+    loss_mask: list[float] | None = None
 
 
 def engine_dtype() -> str:

@@ -92,3 +92,50 @@ def test_periodic_pass_at_k_and_live_refit_are_logged(live_run):
         values = frame.loc[step, ks].tolist()
         assert values == sorted(values) and 0.0 <= values[0] and values[-1] <= 1.0
     assert "fit/predicted_A" in frame.columns and frame["fit/ok"].notna().sum() == 1
+
+
+def test_multi_turn_episodes_train_through_the_real_stack(ray_session, tmp_path):
+    """guess_number over vLLM + learner: actions are trained, the env's answers are masked."""
+    from rlscale.config import build_config
+    from rlscale.orchestrator import Orchestrator
+
+    cfg = build_config(
+        {
+            "name": "multiturn",
+            "output_dir": str(tmp_path),
+            "env": {"name": "guess_number", "kwargs": {"high": 8}},
+            "rollout": {"group_size": 2, "prompts_per_step": 3, "max_tokens": 4, "max_turns": 3},
+            "learner": {"lr": 1e-2},
+            "algo": {"kl_coef": 0.0},
+            "builtin": {"sft_steps": 20, "sft_batch": 16},
+        },
+        source="multiturn",
+    )
+    orch = Orchestrator(cfg)
+    learner, captured = orch.learner, {}
+
+    class Spy:  # records the batch the learner is sent
+        def __getattr__(self, name):
+            return getattr(learner, name)
+
+        class update:  # noqa: N801
+            @staticmethod
+            def remote(batch):
+                captured["batch"] = batch
+                return learner.update.remote(batch)
+
+    orch.learner = Spy()
+    try:
+        record = orch.step(1)
+    finally:
+        orch.learner = learner
+        orch.shutdown()
+    batch = captured["batch"]
+    assert len(batch.responses) == 6 and record["samples"] == 6
+    for response, mask, logprobs in zip(batch.responses, batch.loss_masks, batch.sampler_logprobs):
+        assert len(response) == len(mask) == len(logprobs)
+        assert mask[0] == 1.0  # the policy speaks first
+        # every environment token is masked out and carries no sampler log-prob
+        assert all(lp == 0.0 for lp, m in zip(logprobs, mask) if m == 0.0)
+    assert any(0.0 in mask for mask in batch.loss_masks)  # some episode got an answer and went on
+    assert record["entropy/mean"] > 0 and 0.0 <= record["reward/mean"] <= 1.0
