@@ -69,6 +69,9 @@ class MultiTurnEnvironment(gymnasium.Env):
 
     name: str = ""
     description: str = ""
+    # where an action ends: the policy stops generating there (e.g. vLLM's `stop`), so the model
+    # does not go on to write the environment's reply itself
+    action_stop: tuple[str, ...] = ()
     metadata = {"render_modes": []}
     observation_space = TEXT_SPACE
     action_space = TEXT_SPACE

@@ -220,7 +220,12 @@ def _format_error(err: ValidationError, source: str) -> str:
 
 def build_config(data: dict, *, source: str = "<config>", overrides: list[str] = ()) -> RunConfig:
     tree = copy.deepcopy(data)
-    for key, value in parse_overrides(list(overrides)):
+    parsed = parse_overrides(list(overrides))
+    new_env = dict(parsed).get("env.name")
+    env = tree.get("env")
+    if new_env is not None and isinstance(env, dict) and env.get("name") != new_env:
+        env.pop("kwargs", None)  # the file's kwargs belong to the environment being replaced
+    for key, value in parsed:
         _set_dotted(tree, key, value)
     try:
         return RunConfig.model_validate(tree)

@@ -175,7 +175,9 @@ class Orchestrator:
         seeds = [_seed(self.cfg.trainer.seed, "sample", step, refill, i) for i in range(len(prompts))]
         return self._generate(prompts, self.cfg.rollout.group_size, seeds)
 
-    def _generate(self, prompts: list[list[int]], group: int, seeds: list[int]) -> list[list[Sample]]:
+    def _generate(
+        self, prompts: list[list[int]], group: int, seeds: list[int], stop_token_ids: list[int] | None = None
+    ) -> list[list[Sample]]:
         """`group` samples per prompt, prompts split over the engines; dead engines are restarted."""
         r, n = self.cfg.rollout, len(self.workers)
         bounds = [len(prompts) * k // n for k in range(n + 1)]
@@ -189,6 +191,7 @@ class Orchestrator:
                     top_p=r.top_p,
                     max_tokens=r.max_tokens,
                     seeds=seeds[bounds[i] : bounds[i + 1]],
+                    stop_token_ids=stop_token_ids,
                 )
                 for i in range(n)
                 if parts[i] is None
@@ -214,6 +217,8 @@ class Orchestrator:
 
         G, tok = self.cfg.rollout.group_size, self.tokenizer
         pairs = [(self.env, task) for task in tasks for _ in range(G)]
+        # an action ends where the environment's reply would start (a stop string of one token)
+        stops = [ids[0] for ids in (tok.encode(s) for s in self.env.action_stop) if len(ids) == 1]
         samples = [Sample([], [], False, []) for _ in pairs]
         index: dict[int, int] = {}
         turn = [0]
@@ -232,7 +237,7 @@ class Orchestrator:
             seeds = [_seed(self.cfg.trainer.seed, "play", step, refill, turn[0], k) for k in ks]
             turn[0] += 1
             actions = []
-            for k, (out,) in zip(ks, self._generate(contexts, 1, seeds)):
+            for k, (out,) in zip(ks, self._generate(contexts, 1, seeds, stops or None)):
                 samples[k].token_ids += out.token_ids
                 samples[k].logprobs += out.logprobs
                 samples[k].loss_mask += [1.0] * len(out.token_ids)

@@ -49,6 +49,9 @@ class RolloutEngine:
             enable_prefix_caching=True,  # a group shares its prompt
             logprobs_mode="processed_logprobs",  # after temperature/top-p: what was sampled from
             gpu_memory_utilization=0.5,
+            # a prefill split across engine steps makes vLLM rewind the request's seeded
+            # generator, which CPU generators cannot do: give every step room for whole prompts
+            max_num_batched_tokens=max(8192, max_model_len * 256),
         )
 
     def generate(
@@ -61,6 +64,7 @@ class RolloutEngine:
         max_tokens: int,
         seeds: list[int],
         ignore_eos: bool = False,
+        stop_token_ids: list[int] | None = None,
     ) -> list[list[Sample]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -74,6 +78,7 @@ class RolloutEngine:
                 logprobs=0,
                 seed=s,
                 ignore_eos=ignore_eos,
+                stop_token_ids=stop_token_ids,
             )
             for s in seeds
         ]

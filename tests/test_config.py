@@ -82,3 +82,10 @@ def test_resolved_config_round_trips(demo, tmp_path):
     assert saved["algo"]["policy_loss"] == "cispo" and saved["name"] == "roundtrip"
     again = load_config(tmp_path / "resolved.yaml")
     assert again == cfg
+
+
+def test_switching_env_by_override_drops_the_old_envs_kwargs(demo):
+    assert load_config(demo, ["env.name=countdown"]).env.kwargs == {}
+    cfg = load_config(demo, ["env.name=countdown", "env.kwargs.numbers=4"])
+    assert cfg.env.kwargs == {"numbers": 4}
+    assert load_config(demo).env.kwargs == {"digits": 1, "terms": 2, "ops": "+-"}
