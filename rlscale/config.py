@@ -24,9 +24,11 @@ class _Strict(BaseModel):
 
 
 class EnvConfig(_Strict):
-    name: str = "arithmetic"
-    weight: float = Field(1.0, gt=0)
+    name: str = "arithmetic"  # several with weights: name "mixture", kwargs {components: [...]}
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # R1-style <think>..</think><answer>..</answer> format reward added to the accuracy reward;
+    # the format score is logged as `reward/format` whatever its weight
+    format_weight: float = Field(0.0, ge=0)
 
 
 class AlgoConfig(_Strict):

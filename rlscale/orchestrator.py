@@ -28,6 +28,7 @@ from rlscale.learner import Batch, Learner
 from rlscale.models import resolve_builtin
 from rlscale.rollout import RolloutWorker, Sample
 from rlscale.telemetry import MetricsWriter, Sinks, load_metrics, truncate_metrics
+from verifiers import format as format_verifier
 
 log = logging.getLogger("rlscale")
 
@@ -62,14 +63,15 @@ def _actor_env() -> dict:
     }
 
 
-def _per_env_metrics(tasks, rewards: torch.Tensor, correct: torch.Tensor) -> dict[str, float]:
-    """`env/<label>/reward` and `env/<label>/accuracy` when tasks come from a mixture."""
+def _per_env_metrics(tasks, rewards, correct, formatted) -> dict[str, float]:
+    """`env/<label>/{reward,accuracy,format,fraction}` when tasks come from a mixture."""
     labels = [t.meta.get("env") for t in tasks]
     out = {}
     for label in sorted({lab for lab in labels if lab}):
         rows = torch.tensor([lab == label for lab in labels])
         out[f"env/{label}/reward"] = float(rewards[rows].mean())
         out[f"env/{label}/accuracy"] = float(correct[rows].mean())
+        out[f"env/{label}/format"] = float(formatted[rows].mean())
         out[f"env/{label}/fraction"] = float(rows.float().mean())
     return out
 
@@ -262,14 +264,13 @@ class Orchestrator:
     def _verify(self, tasks, groups: list[list[Sample]], group_size: int | None = None):
         """Score every response in a thread pool; a crash or a timeout scores 0 and is counted."""
         rewards = torch.zeros(len(tasks), group_size or self.cfg.rollout.group_size)
-        correct = torch.zeros_like(rewards)
-        futures = {
-            self.verify_pool.submit(
-                self.env.score, task, self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
-            ): (i, j)
-            for i, (task, group) in enumerate(zip(tasks, groups))
-            for j, sample in enumerate(group)
-        }
+        correct, formatted = torch.zeros_like(rewards), torch.zeros_like(rewards)
+        futures = {}
+        for i, (task, group) in enumerate(zip(tasks, groups)):
+            for j, sample in enumerate(group):
+                text = self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
+                formatted[i, j] = format_verifier.verify(text).score
+                futures[self.verify_pool.submit(self.env.score, task, text)] = (i, j)
         deadline = time.monotonic() + self.cfg.verify.timeout_s
         for future, (i, j) in futures.items():
             try:
@@ -282,13 +283,13 @@ class Orchestrator:
                 log.warning("verifier %s raised %r; scoring 0", self.env.name, err)
                 continue
             rewards[i, j], correct[i, j] = verdict.score, float(verdict.correct)
-        return rewards, correct
+        return rewards + self.cfg.env.format_weight * formatted, correct, formatted
 
     def step(self, step: int, extra: dict | None = None) -> dict:
         cfg, algo, P = self.cfg, self.cfg.algo, self.cfg.rollout.prompts_per_step
         t0 = time.perf_counter()
         rng = random.Random(_seed(cfg.trainer.seed, "tasks", step))
-        tasks, prompts, groups, rewards, correct = [], [], [], [], []
+        tasks, prompts, groups, rewards, correct, formatted = [], [], [], [], [], []
         rollout_s = verify_s = 0.0
         for refill in range(cfg.rollout.max_refill_rounds + 1):
             # DAPO dynamic sampling: groups with one reward for all carry no signal; draw more
@@ -305,7 +306,8 @@ class Orchestrator:
             else:
                 new_groups = self._rollout(step, new_prompts, refill)
                 mid = time.perf_counter()
-                r, c = self._verify(new_tasks, new_groups)
+                r, c, f = self._verify(new_tasks, new_groups)
+                formatted.append(f)
                 rollout_s, verify_s = rollout_s + mid - start, verify_s + time.perf_counter() - mid
             tasks, prompts, groups = tasks + new_tasks, prompts + new_prompts, groups + new_groups
             rewards.append(r)
@@ -341,7 +343,9 @@ class Orchestrator:
             "sync": t4 - t3,
             "total": t4 - t0,
         }
-        extra = {**(extra or {}), **_per_env_metrics(tasks, rewards, correct)}
+        formatted = torch.cat(formatted) if formatted else torch.zeros_like(rewards)
+        extra = {**(extra or {}), "reward/format": float(formatted.mean())}
+        extra.update(_per_env_metrics(tasks, rewards, correct, formatted))
         return self._record(step, prompts, groups, rewards, correct, keep, {**stats, **extra}, times)
 
     def evaluate(self, step: int) -> dict[str, float]:
@@ -357,7 +361,7 @@ class Orchestrator:
                 max_tokens=self.cfg.rollout.max_tokens, seeds=seeds,
             )
         )  # fmt: skip
-        _, correct = self._verify(tasks, groups, group_size=ev.samples)
+        _, correct, _ = self._verify(tasks, groups, group_size=ev.samples)
         return pass_at_k_metrics(correct.sum(1).long().tolist(), ev.samples)
 
     def _count_skips(self, step: int, skipped: float) -> None:

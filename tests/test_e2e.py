@@ -22,6 +22,7 @@ def test_metrics_have_standard_names_and_one_row_per_step(live_run):
     assert (frame["entropy/mean"] > 0).all()
     assert frame["compute/flops"].is_monotonic_increasing and frame["samples"].iloc[-1] == 3 * 8 * 4
     assert (frame["kl/ref"] >= 0).all()
+    assert frame["reward/format"].between(0, 1).all()  # logged apart from accuracy
 
 
 def test_learner_weights_changed(live_run, ray_session):
@@ -139,3 +140,24 @@ def test_multi_turn_episodes_train_through_the_real_stack(ray_session, tmp_path)
         assert all(lp == 0.0 for lp, m in zip(logprobs, mask) if m == 0.0)
     assert any(0.0 in mask for mask in batch.loss_masks)  # some episode got an answer and went on
     assert record["entropy/mean"] > 0 and 0.0 <= record["reward/mean"] <= 1.0
+
+
+def test_seeded_generation_of_long_prompt_batches(ray_session, tiny_model_dir):
+    """64 prompts x 150 tokens in one call: with vLLM's default step budget (4096 tokens) a
+    prefill is split across steps and seeded CPU sampling crashes ('CPU Generator does not
+    use offset'); the engine is configured so that it is not."""
+    from rlscale.rollout import RolloutWorker
+
+    worker = RolloutWorker.options(num_cpus=0).remote(
+        str(tiny_model_dir), seed=0, max_model_len=160, kv_cache_gib=0.5
+    )
+    try:
+        prompts = [[5 + (i + j) % 60 for j in range(150)] for i in range(64)]
+        groups = ray_session.get(
+            worker.generate.remote(
+                prompts, n=2, temperature=1.0, top_p=1.0, max_tokens=4, seeds=list(range(64))
+            )
+        )
+    finally:
+        ray_session.kill(worker)
+    assert len(groups) == 64 and all(len(g) == 2 and len(g[0].token_ids) >= 1 for g in groups)
