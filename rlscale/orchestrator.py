@@ -115,7 +115,14 @@ class Orchestrator:
         self.model_dir = resolve_model(cfg, self.env)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         r, ray_cfg = cfg.rollout, cfg.ray
-        init_ray(ray_cfg.address, r.workers * ray_cfg.worker_cpus + ray_cfg.learner_cpus)
+        needed = r.workers * ray_cfg.worker_cpus + ray_cfg.learner_cpus
+        init_ray(ray_cfg.address, needed)
+        free = ray.available_resources().get("CPU", 0.0)
+        if free < needed:  # actors that cannot be placed would wait forever
+            raise RunStopped(
+                f"Ray has {free:g} free CPUs; this run's actors need {needed:g} "
+                "(rollout.workers x ray.worker_cpus + ray.learner_cpus). Lower them or add nodes."
+            )
         turns = r.max_turns if isinstance(self.env, MultiTurnEnvironment) else 1
         self.max_model_len = self._max_prompt_len() + turns * (r.max_tokens + 64) + 8
         self.policy_dir = start_from or self.model_dir  # where the current weights live on disk

@@ -33,7 +33,8 @@ def ray_session():
 
     from rlscale.orchestrator import init_ray
 
-    init_ray(None, needed_cpus=2)
+    # logical CPUs for placement only: several orchestrators (2 actors each) live at once here
+    init_ray(None, needed_cpus=16)
     yield ray
     ray.shutdown()
 
