@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_envs)
 
     p = sub.add_parser("bench", help="performance against a peer, printed and saved")
-    p.add_argument("what", choices=["rollout", "e2e", "learner", "breakdown"])
+    p.add_argument("what", choices=["rollout", "e2e", "learner", "breakdown", "verify"])
     p.add_argument("run_dir", nargs="?", help="breakdown: the run directory")
     p.add_argument("--model", default="builtin:small")
     p.add_argument("--prompts", type=int, help="prompts per batch (default 64; e2e: the config's)")

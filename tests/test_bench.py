@@ -41,3 +41,14 @@ def test_rollout_bench_compares_equal_work(ray_session, tmp_path, capsys):
         result["rlscale_vllm_tokens_per_s"] / result["hf_generate_tokens_per_s"]
     )
     assert "ratio" in capsys.readouterr().out
+
+
+def test_verify_bench_counts_real_verdicts():
+    import argparse
+
+    from rlscale.bench import bench_verify
+
+    result = bench_verify(argparse.Namespace(seconds=0.5, programs=4))
+    assert result["code_passed"] == result["code_programs"] == 4  # canonical solutions pass
+    assert all(result[f"math_{k}_per_s"] > 0 for k in ("integer", "fraction", "latex"))
+    assert result["math_integer_per_s"] > result["math_latex_per_s"]  # the fast path is faster
