@@ -63,15 +63,39 @@ def _actor_env() -> dict:
     }
 
 
-def _per_env_metrics(tasks, rewards, correct, formatted) -> dict[str, float]:
-    """`env/<label>/{reward,accuracy,format,fraction}` when tasks come from a mixture."""
+@dataclass
+class Scores:
+    """What verification said of each response, [prompts, group] each."""
+
+    rewards: torch.Tensor
+    correct: torch.Tensor
+    formatted: torch.Tensor  # R1 format score
+    errors: torch.Tensor  # 1 where the verifier raised
+    timeouts: torch.Tensor  # 1 where it ran out of time
+    seconds: torch.Tensor  # verification time
+
+    @staticmethod
+    def cat(parts: list[Scores]) -> Scores:
+        return Scores(*(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__))
+
+
+def _timed(score, task, text):
+    start = time.perf_counter()
+    return score(task, text), time.perf_counter() - start
+
+
+def _per_env_metrics(tasks, sc: Scores) -> dict[str, float]:
+    """Per environment of a mixture: reward, accuracy, format, verifier errors/timeouts/time."""
     labels = [t.meta.get("env") for t in tasks]
     out = {}
     for label in sorted({lab for lab in labels if lab}):
         rows = torch.tensor([lab == label for lab in labels])
-        out[f"env/{label}/reward"] = float(rewards[rows].mean())
-        out[f"env/{label}/accuracy"] = float(correct[rows].mean())
-        out[f"env/{label}/format"] = float(formatted[rows].mean())
+        out[f"env/{label}/reward"] = float(sc.rewards[rows].mean())
+        out[f"env/{label}/accuracy"] = float(sc.correct[rows].mean())
+        out[f"env/{label}/format"] = float(sc.formatted[rows].mean())
+        out[f"env/{label}/verifier_errors"] = float(sc.errors[rows].sum())
+        out[f"env/{label}/verifier_timeouts"] = float(sc.timeouts[rows].sum())
+        out[f"env/{label}/verify_s"] = float(sc.seconds[rows].sum())
         out[f"env/{label}/fraction"] = float(rows.float().mean())
     return out
 
@@ -258,7 +282,10 @@ class Orchestrator:
         self.totals.verifier_errors += sum(tr.error is not None for tr in transcripts)
         rewards = torch.tensor([tr.reward for tr in transcripts], dtype=torch.float32).view(-1, G)
         correct = torch.tensor([float(tr.correct) for tr in transcripts]).view(-1, G)
-        return [samples[k : k + G] for k in range(0, len(samples), G)], rewards, correct, 0.0
+        errors = torch.tensor([float(tr.error is not None) for tr in transcripts]).view(-1, G)
+        zeros = torch.zeros_like(rewards)
+        scores = Scores(rewards, correct, zeros, errors, zeros, zeros)
+        return [samples[k : k + G] for k in range(0, len(samples), G)], scores, 0.0
 
     def _restart_worker(self, index: int, err: Exception) -> None:
         """A dead engine is replaced and given the learner's current weights; the step retries."""
@@ -268,44 +295,51 @@ class Orchestrator:
         self.workers[index] = self._start_worker(index)
         ray.get(self.workers[index].load_weights.remote(self.learner.weights.remote()))
 
-    def _verify(self, tasks, groups: list[list[Sample]], group_size: int | None = None):
+    def _verify(self, tasks, groups: list[list[Sample]], group_size: int | None = None) -> Scores:
         """Score every response in a thread pool; a crash or a timeout scores 0 and is counted."""
-        rewards = torch.zeros(len(tasks), group_size or self.cfg.rollout.group_size)
-        correct, formatted = torch.zeros_like(rewards), torch.zeros_like(rewards)
+        shape = (len(tasks), group_size or self.cfg.rollout.group_size)
+        sc = Scores(*(torch.zeros(shape) for _ in range(6)))
         futures = {}
         for i, (task, group) in enumerate(zip(tasks, groups)):
             for j, sample in enumerate(group):
                 text = self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
-                formatted[i, j] = format_verifier.verify(text).score
-                futures[self.verify_pool.submit(self.env.score, task, text)] = (i, j)
+                sc.formatted[i, j] = format_verifier.verify(text).score
+                futures[self.verify_pool.submit(_timed, self.env.score, task, text)] = (i, j)
         deadline = time.monotonic() + self.cfg.verify.timeout_s
         for future, (i, j) in futures.items():
             try:
-                verdict = future.result(timeout=max(0.0, deadline - time.monotonic()))
+                verdict, sc.seconds[i, j] = future.result(timeout=max(0.0, deadline - time.monotonic()))
             except cf.TimeoutError:
                 self.totals.verifier_timeouts += 1
+                sc.timeouts[i, j] = 1.0
                 continue
             except Exception as err:  # a verifier crash scores 0 and is counted, never fatal
                 self.totals.verifier_errors += 1
+                sc.errors[i, j] = 1.0
                 log.warning("verifier %s raised %r; scoring 0", self.env.name, err)
                 continue
-            rewards[i, j], correct[i, j] = verdict.score, float(verdict.correct)
-        return rewards + self.cfg.env.format_weight * formatted, correct, formatted
+            sc.rewards[i, j], sc.correct[i, j] = verdict.score, float(verdict.correct)
+        sc.rewards += self.cfg.env.format_weight * sc.formatted
+        return sc
 
     def step(self, step: int, extra: dict | None = None) -> dict:
         cfg, algo, P = self.cfg, self.cfg.algo, self.cfg.rollout.prompts_per_step
         t0 = time.perf_counter()
         rng = random.Random(_seed(cfg.trainer.seed, "tasks", step))
-        tasks, prompts, groups, rewards, correct, formatted = [], [], [], [], [], []
+        tasks, prompts, groups, scores = [], [], [], []
         rollout_s = verify_s = 0.0
         for refill in range(cfg.rollout.max_refill_rounds + 1):
             # DAPO dynamic sampling: groups with one reward for all carry no signal; draw more
-            need = P if refill == 0 else P - int((~adv_lib.zero_variance_groups(torch.cat(rewards))).sum())
+            need = (
+                P
+                if refill == 0
+                else P - int((~adv_lib.zero_variance_groups(Scores.cat(scores).rewards)).sum())
+            )
             new_tasks = [self.env.sample(rng) for _ in range(need)]
             new_prompts = [self.tokenizer.encode(t.prompt) for t in new_tasks]
             start = time.perf_counter()
             if isinstance(self.env, MultiTurnEnvironment):
-                new_groups, r, c, verify_time = self._play(step, new_tasks, new_prompts, refill)
+                new_groups, new_scores, verify_time = self._play(step, new_tasks, new_prompts, refill)
                 rollout_s, verify_s = (
                     rollout_s + time.perf_counter() - start - verify_time,
                     verify_s + verify_time,
@@ -313,16 +347,15 @@ class Orchestrator:
             else:
                 new_groups = self._rollout(step, new_prompts, refill)
                 mid = time.perf_counter()
-                r, c, f = self._verify(new_tasks, new_groups)
-                formatted.append(f)
+                new_scores = self._verify(new_tasks, new_groups)
                 rollout_s, verify_s = rollout_s + mid - start, verify_s + time.perf_counter() - mid
             tasks, prompts, groups = tasks + new_tasks, prompts + new_prompts, groups + new_groups
-            rewards.append(r)
-            correct.append(c)
-            kept = int((~adv_lib.zero_variance_groups(torch.cat(rewards))).sum())
+            scores.append(new_scores)
+            kept = int((~adv_lib.zero_variance_groups(Scores.cat(scores).rewards)).sum())
             if not algo.dynamic_sampling or kept >= P:
                 break
-        rewards, correct = torch.cat(rewards), torch.cat(correct)
+        sc = Scores.cat(scores)
+        rewards, correct = sc.rewards, sc.correct
         keep = torch.ones(len(tasks), dtype=torch.bool)
         if algo.dynamic_sampling:
             keep = ~adv_lib.zero_variance_groups(rewards)
@@ -350,9 +383,8 @@ class Orchestrator:
             "sync": t4 - t3,
             "total": t4 - t0,
         }
-        formatted = torch.cat(formatted) if formatted else torch.zeros_like(rewards)
-        extra = {**(extra or {}), "reward/format": float(formatted.mean())}
-        extra.update(_per_env_metrics(tasks, rewards, correct, formatted))
+        extra = {**(extra or {}), "reward/format": float(sc.formatted.mean())}
+        extra.update(_per_env_metrics(tasks, sc))
         return self._record(step, prompts, groups, rewards, correct, keep, {**stats, **extra}, times)
 
     def evaluate(self, step: int) -> dict[str, float]:
@@ -368,7 +400,7 @@ class Orchestrator:
                 max_tokens=self.cfg.rollout.max_tokens, seeds=seeds,
             )
         )  # fmt: skip
-        _, correct, _ = self._verify(tasks, groups, group_size=ev.samples)
+        correct = self._verify(tasks, groups, group_size=ev.samples).correct
         return pass_at_k_metrics(correct.sum(1).long().tolist(), ev.samples)
 
     def _count_skips(self, step: int, skipped: float) -> None:
