@@ -229,23 +229,33 @@ def build_config(data: dict, *, source: str = "<config>", overrides: list[str] =
         env.pop("kwargs", None)  # the file's kwargs belong to the environment being replaced
     for key, value in parsed:
         _set_dotted(tree, key, value)
-    try:
-        return RunConfig.model_validate(tree)
-    except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
+    return validate_model(RunConfig, tree, source)
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    path = Path(path)
+def read_yaml_mapping(path: Path, what: str = "config file") -> dict:
+    """A YAML file whose top level is a mapping, or one ConfigError naming the file."""
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
+        raise ConfigError(f"{path}: no such {what}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys")
-    return build_config(data, source=str(path), overrides=overrides)
+    return data
+
+
+def validate_model(model: type[BaseModel], data: dict, source: str):
+    """`model` validated from `data`, or one ConfigError line per problem, naming source and key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    path = Path(path)
+    return build_config(read_yaml_mapping(path), source=str(path), overrides=overrides)
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -53,13 +53,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from rlscale import scaling
-from rlscale.config import ConfigError, RunConfig, load_config, save_config
+from rlscale.config import ConfigError, RunConfig, load_config, read_yaml_mapping, save_config, validate_model
 from rlscale.fitting import X_AXES, Comparison, RunFit, compare_fits, fit_frame, json_safe
 
 # ----------------------------------------------------------------------------- spec
@@ -125,23 +124,7 @@ def _resolve_base(base: str, spec_path: Path | None) -> Path:
 
 def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such sweep spec")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of keys")
-    try:
-        spec = SweepSpec.model_validate(data)
-    except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-            lines.append(f"{path}: {loc + ': ' if loc else ''}{msg}")
-        raise ConfigError("\n".join(lines)) from None
+    spec = validate_model(SweepSpec, read_yaml_mapping(path, "sweep spec"), str(path))
     spec._path = path
     spec.base = str(_resolve_base(spec.base, path))
     return spec
