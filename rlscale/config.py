@@ -78,7 +78,6 @@ class LearnerConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = Field(1.0, gt=0)
-    micro_batch_tokens: int = Field(16384, ge=1)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
 
 
