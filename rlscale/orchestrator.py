@@ -209,10 +209,18 @@ class Orchestrator:
         return self._generate(prompts, self.cfg.rollout.group_size, seeds)
 
     def _generate(
-        self, prompts: list[list[int]], group: int, seeds: list[int], stop_token_ids: list[int] | None = None
+        self,
+        prompts: list[list[int]],
+        group: int,
+        seeds: list[int],
+        stop_token_ids: list[int] | None = None,
+        sampling: dict | None = None,
     ) -> list[list[Sample]]:
-        """`group` samples per prompt, prompts split over the engines; dead engines are restarted."""
+        """`group` samples per prompt, prompts split over the engines; dead engines are restarted.
+
+        `sampling` overrides the rollout's temperature/top_p (evaluation samples its own way)."""
         r, n = self.cfg.rollout, len(self.workers)
+        sampling = {"temperature": r.temperature, "top_p": r.top_p, **(sampling or {})}
         bounds = [len(prompts) * k // n for k in range(n + 1)]
         parts: list = [None] * n
         for attempt in range(self.cfg.trainer.max_worker_restarts + 1):
@@ -220,9 +228,8 @@ class Orchestrator:
                 i: self.workers[i].generate.remote(
                     prompts[bounds[i] : bounds[i + 1]],
                     n=group,
-                    temperature=r.temperature,
-                    top_p=r.top_p,
                     max_tokens=r.max_tokens,
+                    **sampling,
                     seeds=seeds[bounds[i] : bounds[i + 1]],
                     stop_token_ids=stop_token_ids,
                 )
@@ -394,12 +401,9 @@ class Orchestrator:
         tasks = [self.env.sample(rng) for _ in range(ev.tasks)]
         prompts = [self.tokenizer.encode(t.prompt) for t in tasks]
         seeds = [_seed(self.cfg.trainer.seed, "eval", step, i) for i in range(len(prompts))]
-        groups = ray.get(
-            self.workers[0].generate.remote(
-                prompts, n=ev.samples, temperature=ev.temperature, top_p=1.0,
-                max_tokens=self.cfg.rollout.max_tokens, seeds=seeds,
-            )
-        )  # fmt: skip
+        groups = self._generate(
+            prompts, ev.samples, seeds, sampling={"temperature": ev.temperature, "top_p": 1.0}
+        )
         correct = self._verify(tasks, groups, group_size=ev.samples).correct
         return pass_at_k_metrics(correct.sum(1).long().tolist(), ev.samples)
 
