@@ -168,7 +168,10 @@ def step_breakdown(frame, *, skip_first: int = 0) -> dict:
     seconds["other"] = total - sum(seconds.values())
     steps = frame["step"].iloc[rows]
     n = len(steps)
+    busy = frame["time/learner_busy_s"].iloc[rows].astype(float) if "time/learner_busy_s" in frame else None
     return {
+        # the learner's own time; above "learn" only where the update overlapped sampling
+        "learner_busy_s": float(busy.mean()) if busy is not None else math.nan,
         "steps": n,
         "first_step": int(steps.iloc[0]),
         "last_step": int(steps.iloc[-1]),
@@ -185,6 +188,12 @@ def _print_breakdown(result: dict, indent: str = "  ") -> None:
     )
     for part, share in result["shares"].items():
         print(f"{indent}  {part:<8} {result['seconds'][part]:>8.3f} s  {100 * share:>5.1f}%")
+    hidden = result["learner_busy_s"] - result["seconds"]["learn"]
+    if hidden > 1e-3:
+        print(
+            f"{indent}  (the update took {result['learner_busy_s']:.3f} s; {hidden:.3f} s of it ran "
+            "while the next batch was sampled and is not counted above)"
+        )
 
 
 def bench_breakdown(args) -> dict:
@@ -244,12 +253,19 @@ def _learner_batch(tokenizer, prompts: int, group: int, max_tokens: int, vocab: 
 
 
 def _attention_flops(batch, layers: int, attn_width: int) -> float:
-    """Causal attention FLOPs, forward + backward: 6 * layers * width * L (L + 1) per sequence.
+    """Causal attention FLOPs, forward + backward, as the packed learner computes them.
 
-    Position i attends to i keys: QK^T and AV take 2 i w FLOPs each forward; backward is twice that.
+    A query attends to the keys up to itself: QK^T and AV take 2 w FLOPs per (query, key) pair
+    each forward, backward twice that, so 12 w per pair. A group's prompt is computed once.
     """
-    lengths = [len(p) + len(r) for p, r in zip(batch.prompts, batch.responses)]
-    return float(sum(6 * layers * attn_width * n * (n + 1) for n in lengths))
+    pairs, seen = 0, set()
+    for prompt, response, group in zip(batch.prompts, batch.responses, batch.group_ids):
+        p, r = len(prompt), len(response)
+        if group not in seen:
+            seen.add(group)
+            pairs += p * (p + 1) // 2
+        pairs += r * p + r * (r + 1) // 2
+    return float(12 * layers * attn_width * pairs)
 
 
 def bench_learner(args) -> dict:
@@ -595,6 +611,8 @@ def bench_e2e(args) -> dict:
         "env_kwargs": cfg.env.kwargs,
         "algo": cfg.algo.name,
         "loss_agg": cfg.algo.loss_agg,
+        "off_policy_steps": cfg.trainer.off_policy_steps,
+        "pack_tokens": cfg.learner.pack_tokens,
         "steps": cfg.trainer.steps,
         "seed": cfg.trainer.seed,
         "prompts_per_step": r.prompts_per_step,
@@ -614,7 +632,8 @@ def bench_e2e(args) -> dict:
         f"e2e bench  model={cfg.model} ({ours['params'] / 1e6:.2f}M params)  env={cfg.env.name}  "
         f"{cfg.algo.name} ({settings['loss_type']} loss, beta={settings['beta']})\n"
         f"  {cfg.trainer.steps} steps x {r.prompts_per_step} prompts x {r.group_size} samples, "
-        f"max {r.max_tokens} tokens\n"
+        f"max {r.max_tokens} tokens; rlscale "
+        f"{'one-step off-policy' if cfg.trainer.off_policy_steps else 'synchronous (on-policy)'}\n"
         f"  {'':<30} {'steps/s':>9} {f'reward first {k}':>16} {f'last {k}':>8}\n"
         f"  {'rlscale (Ray + vLLM + learner)':<30} {result['ours_steps_per_s']:>9.3f} "
         f"{result['ours_reward_first']:>16.3f} {result['ours_reward_last']:>8.3f}\n"

@@ -79,6 +79,8 @@ class LearnerConfig(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = Field(1.0, gt=0)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # rows of this many tokens, a group's prompt computed once per row; 0: one padded row per sequence
+    pack_tokens: int = Field(256, ge=0)
 
 
 class TrainerConfig(_Strict):
@@ -88,6 +90,9 @@ class TrainerConfig(_Strict):
     keep_checkpoints: int = Field(2, ge=1)
     max_consecutive_skips: int = Field(5, ge=1)  # NaN/inf updates in a row before the run stops
     max_worker_restarts: int = Field(3, ge=0)  # per step, for rollout actors that died
+    # 1: the next batch is generated and verified while the learner trains on this one
+    # (PipelineRL-style, one step stale; the PPO ratio is taken against the sampler's log-probs)
+    off_policy_steps: int = Field(0, ge=0, le=1)
 
 
 class EvalConfig(_Strict):
@@ -175,6 +180,11 @@ class RunConfig(_Strict):
             raise ValueError(f"model: {self.model!r} is neither builtin:<size> nor a local HF model dir")
         if self.algo.advantage == "gae" and not self.algo.critic:
             raise ValueError("algo.critic: advantage 'gae' needs a critic (algo.critic=true)")
+        if self.trainer.off_policy_steps and (self.rollout.temperature != 1.0 or self.rollout.top_p != 1.0):
+            raise ValueError(
+                "trainer.off_policy_steps: the stale batch's PPO ratio uses the sampler's log-probs, "
+                "which equal the policy's only at rollout.temperature=1 and rollout.top_p=1"
+            )
         return self
 
     @property

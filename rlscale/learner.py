@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from transformers import AutoModelForCausalLM
 
 from rlscale import advantages as adv_lib
 from rlscale import losses
+from rlscale.rollout import FlatWeights
 
 LEARNER_STATE = "learner_state.pt"
 
@@ -37,10 +39,10 @@ class Batch:
 
 @dataclass
 class _Tensors:
-    input_ids: torch.Tensor  # [B, L] prompt + response, right-padded
-    gather_idx: torch.Tensor  # [B, T] position whose hidden state predicts response token t
+    prompts: list[list[int]]
+    responses: list[list[int]]
     tokens: torch.Tensor  # [B, T] response tokens
-    mask: torch.Tensor  # [B, T] 1.0 on response tokens
+    mask: torch.Tensor  # [B, T] 1.0 on response tokens the loss sees
     sampler_logp: torch.Tensor  # [B, T]
     rewards: torch.Tensor  # [B]
     group_ids: torch.Tensor  # [B]
@@ -48,6 +50,80 @@ class _Tensors:
     returns: torch.Tensor | None = None  # [B, T], critic targets (GAE)
     old_values: torch.Tensor | None = None  # [B, T]
     old_logp: torch.Tensor | None = None  # [B, T], frozen when several updates per batch
+
+
+@dataclass
+class Packed:
+    """Sequences packed into rows for one forward pass.
+
+    A group's responses follow one copy of their shared prompt and attend to it and to
+    themselves only (a block-diagonal "tree" mask), so the prompt is computed once per group.
+    """
+
+    input_ids: torch.Tensor  # [R, L]
+    position_ids: torch.Tensor  # [R, L]
+    attention_mask: torch.Tensor  # [R, 1, L, L] additive: 0 where a query may attend, else min
+    gather: torch.Tensor  # [B, T] flat index (into R * L) of the state that predicts token t
+    tokens: int  # real tokens in the rows (what the forward pass computes)
+
+
+def pack(
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    keys: list,
+    *,
+    row_tokens: int,
+    pad_id: int,
+    response_width: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Packed:
+    """Sequences with equal `keys` share their prompt; units fill rows of `row_tokens` first-fit.
+
+    `row_tokens=0` gives every sequence its own row: the plain right-padded batch.
+    """
+    units: dict = {}  # key -> (prompt, [sequence indices])
+    for b, key in enumerate(keys if row_tokens else range(len(prompts))):
+        units.setdefault(key, (prompts[b], []))[1].append(b)
+    sized = sorted(units.values(), key=lambda u: -(len(u[0]) + sum(len(responses[b]) for b in u[1])))
+    capacity = max([row_tokens] + [len(p) + sum(len(responses[b]) for b in bs) for p, bs in sized])
+    rows: list[list] = []  # each: [used tokens, [units]]
+    for unit in sized:
+        size = len(unit[0]) + sum(len(responses[b]) for b in unit[1])
+        row = next((r for r in rows if row_tokens and r[0] + size <= capacity), None)
+        if row is None:
+            rows.append(row := [0, []])
+        row[0] += size
+        row[1].append(unit)
+    width = max(r[0] for r in rows)
+    R = len(rows)
+    ids = torch.full((R, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((R, width), dtype=torch.long)
+    unit_of = torch.full((R, width), -1, dtype=torch.long)  # -1: padding
+    branch = torch.full((R, width), -2, dtype=torch.long)  # -1: shared prompt, k: response k
+    gather = torch.zeros((len(prompts), response_width or max(1, *map(len, responses))), dtype=torch.long)
+    for r, (_, row_units) in enumerate(rows):
+        at = 0
+        for u, (prompt, members) in enumerate(row_units):
+            p = len(prompt)
+            ids[r, at : at + p] = torch.tensor(prompt)
+            pos[r, at : at + p] = torch.arange(p)
+            unit_of[r, at : at + p], branch[r, at : at + p] = u, -1
+            last_prompt, at = at + p - 1, at + p
+            for k, b in enumerate(members):
+                n = len(responses[b])
+                ids[r, at : at + n] = torch.tensor(responses[b], dtype=torch.long)
+                pos[r, at : at + n] = torch.arange(p, p + n)
+                unit_of[r, at : at + n], branch[r, at : at + n] = u, k
+                # token t is predicted by the state before it: the prompt's last, then t - 1
+                gather[b, :n] = r * width + torch.tensor([last_prompt] + list(range(at, at + n - 1)))
+                at += n
+    q, kv = unit_of[:, :, None], unit_of[:, None, :]
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    same_branch = (branch[:, None, :] == -1) | (branch[:, None, :] == branch[:, :, None])
+    allowed = (q == kv) & (kv >= 0) & causal & same_branch
+    allowed |= torch.eye(width, dtype=torch.bool)  # padding attends to itself: no empty softmax rows
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    return Packed(ids, pos, mask[:, None], gather, int((unit_of >= 0).sum()))
 
 
 def _pad(rows: list[list], value, dtype) -> torch.Tensor:
@@ -62,8 +138,20 @@ def _call_with_known_kwargs(fn, *args, **kwargs):
 
 
 class LearnerCore:
-    def __init__(self, model_dir: str, *, algo: dict, learner: dict, seed: int, max_tokens: int):
-        """`model_dir` may be a checkpoint: optimizer, schedule, critic and RNG state are restored."""
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        algo: dict,
+        learner: dict,
+        seed: int,
+        max_tokens: int,
+        off_policy: bool = False,
+    ):
+        """`model_dir` may be a checkpoint: optimizer, schedule, critic and RNG state are restored.
+
+        `off_policy`: batches come from an older policy, so the PPO ratio's "old" policy is the
+        sampler (its log-probs) rather than the current weights."""
         torch.manual_seed(seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = learner.get("dtype", "auto")
@@ -72,7 +160,7 @@ class LearnerCore:
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
         self.model.to(self.device).train()
         self.pad_id = self.model.config.pad_token_id or 0
-        self.algo, self.max_tokens = algo, max_tokens
+        self.algo, self.max_tokens, self.off_policy = algo, max_tokens, off_policy
         self.ref = None
         if algo["kl_coef"] > 0:
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -124,12 +212,10 @@ class LearnerCore:
 
     # -- batching ------------------------------------------------------------------------
     def _tensors(self, batch: Batch) -> _Tensors:
-        rows = [p + r for p, r in zip(batch.prompts, batch.responses)]
-        gather = [[len(p) - 1 + t for t in range(len(r))] for p, r in zip(batch.prompts, batch.responses)]
         dev = self.device
         return _Tensors(
-            input_ids=_pad(rows, self.pad_id, torch.long).to(dev),
-            gather_idx=_pad(gather, 0, torch.long).to(dev),
+            prompts=batch.prompts,
+            responses=batch.responses,
             tokens=_pad(batch.responses, self.pad_id, torch.long).to(dev),
             mask=_pad(batch.loss_masks or [[1.0] * len(r) for r in batch.responses], 0.0, torch.float32).to(
                 dev
@@ -139,30 +225,54 @@ class LearnerCore:
             group_ids=torch.tensor(batch.group_ids, dtype=torch.long, device=dev),
         )
 
-    def _hidden(self, trunk, t: _Tensors, rows) -> torch.Tensor:
+    def _pack(self, t: _Tensors, rows: torch.Tensor) -> Packed:
+        """The sequences `rows` packed for a forward pass (see `pack`), on the device."""
+        rows = rows.tolist()
+        packed = pack(
+            [t.prompts[b] for b in rows],
+            [t.responses[b] for b in rows],
+            t.group_ids[rows].tolist(),
+            row_tokens=self.learner_cfg["pack_tokens"],
+            pad_id=self.pad_id,
+            response_width=t.tokens.shape[1],
+            dtype=self.model.dtype,
+        )
+        dev = self.device
+        return Packed(
+            packed.input_ids.to(dev),
+            packed.position_ids.to(dev),
+            packed.attention_mask.to(dev),
+            packed.gather.to(dev),
+            packed.tokens,
+        )
+
+    @staticmethod
+    def _hidden(trunk, packed: Packed) -> torch.Tensor:
         """Hidden states at the positions that predict each response token: [b, T, H]."""
-        # right padding under a causal mask never reaches real tokens: no attention mask needed
-        hidden = trunk(input_ids=t.input_ids[rows]).last_hidden_state
-        idx = t.gather_idx[rows]
-        return hidden.gather(1, idx[..., None].expand(-1, -1, hidden.shape[-1]))
+        hidden = trunk(
+            input_ids=packed.input_ids,
+            position_ids=packed.position_ids,
+            attention_mask=packed.attention_mask,
+        ).last_hidden_state
+        return hidden.flatten(0, 1)[packed.gather]
 
-    def _logits(self, model, t: _Tensors, rows) -> torch.Tensor:
-        return model.get_output_embeddings()(self._hidden(model.get_decoder(), t, rows)).float()
+    def _logits(self, model, packed: Packed) -> torch.Tensor:
+        return model.get_output_embeddings()(self._hidden(model.get_decoder(), packed)).float()
 
-    def _values(self, t: _Tensors, rows) -> torch.Tensor:
-        return self.value_head(self._hidden(self.critic_trunk, t, rows).float()).squeeze(-1)
+    def _values(self, packed: Packed) -> torch.Tensor:
+        return self.value_head(self._hidden(self.critic_trunk, packed).float()).squeeze(-1)
 
     # -- rewards -> advantages -----------------------------------------------------------
     def _advantages(self, t: _Tensors, stats: dict) -> None:
         """Per-token advantages from sequence rewards, with KL-in-reward and overlong shaping."""
         algo, mask = self.algo, t.mask
-        everything = slice(None)
+        everything = self._pack(t, torch.arange(len(t.prompts)))
         several_updates = algo["ppo_epochs"] > 1 or algo["mini_batches"] > 1
         kl_in_reward = self.ref is not None and algo["kl_in_reward"]
         with torch.no_grad():
             logp = None  # an extra forward pass, only when the algorithm needs it
             if several_updates or kl_in_reward:
-                logp = losses.logprobs_from_logits(self._logits(self.model, t, everything), t.tokens)
+                logp = losses.logprobs_from_logits(self._logits(self.model, everything), t.tokens)
             seq_rewards = t.rewards.clone()
             if algo["overlong_buffer"]:
                 # DAPO's buffer is in tokens of a 20k budget; scale it to this run's budget
@@ -173,7 +283,7 @@ class LearnerCore:
                 stats["reward/overlong_penalty"] = float(shaping.mean())
             token_rewards = torch.zeros_like(mask)
             if kl_in_reward:
-                ref_logp = losses.logprobs_from_logits(self._logits(self.ref, t, everything), t.tokens)
+                ref_logp = losses.logprobs_from_logits(self._logits(self.ref, everything), t.tokens)
                 kl = losses.kl_penalty(logp, ref_logp, algo["kl_estimator"]) * mask
                 token_rewards -= algo["kl_coef"] * kl
                 stats["kl/ref"] = float(kl.sum() / mask.sum().clamp(min=1))
@@ -181,7 +291,7 @@ class LearnerCore:
                 positions = torch.arange(mask.shape[1], device=mask.device)
                 last = (positions * (mask > 0)).argmax(-1)  # the policy's last token
                 token_rewards[torch.arange(len(last)), last] += seq_rewards
-                t.old_values = self._values(t, everything) * mask
+                t.old_values = self._values(everything) * mask
                 adv, t.returns = adv_lib.gae(
                     token_rewards, t.old_values, mask, gamma=algo["gamma"], lam=algo["lam"]
                 )
@@ -194,20 +304,24 @@ class LearnerCore:
             t.advantages = adv
             if several_updates:
                 t.old_logp = logp  # the policy moves between mini-batches: freeze "old"
+            if self.off_policy:
+                t.old_logp = t.sampler_logp
 
     # -- update --------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, float]:
-        algo = self.algo
+        algo, start = self.algo, time.perf_counter()
         t = self._tensors(batch)
-        n = t.input_ids.shape[0]
+        n = len(t.prompts)
         stats: dict[str, float] = {}
         self._advantages(t, stats)
         collected: dict[str, list[float]] = {}
-        skipped = 0
-        for _ in range(algo["ppo_epochs"]):
+        skipped = computed = 0
+        for epoch in range(algo["ppo_epochs"]):
             order = torch.randperm(n) if algo["mini_batches"] > 1 else torch.arange(n)
             for chunk in order.chunk(algo["mini_batches"]):
-                step_stats, ok = self._step(t, chunk.to(self.device))
+                packed = self._pack(t, chunk)
+                computed += packed.tokens if epoch == 0 else 0
+                step_stats, ok = self._step(t, chunk.to(self.device), packed)
                 skipped += not ok
                 for k, v in step_stats.items():
                     collected.setdefault(k, []).append(v)
@@ -216,15 +330,16 @@ class LearnerCore:
         stats["lr"] = self.sched.get_last_lr()[0]
         self.sched.step()
         self.updates += 1
-        stats["tokens/trained"] = float(t.input_ids.ne(self.pad_id).sum())
+        stats["tokens/trained"] = float(computed)  # what one forward pass computes (prompts shared)
+        stats["time/learner_busy_s"] = time.perf_counter() - start
         if algo["ref_reset_every"] and self.ref is not None and self.updates % algo["ref_reset_every"] == 0:
             self.reset_reference()
             stats["kl/ref_reset"] = 1.0
         return stats
 
-    def _step(self, t: _Tensors, rows: torch.Tensor) -> tuple[dict[str, float], bool]:
+    def _step(self, t: _Tensors, rows: torch.Tensor, packed: Packed) -> tuple[dict[str, float], bool]:
         algo = self.algo
-        logits = self._logits(self.model, t, rows)
+        logits = self._logits(self.model, packed)
         mask, adv = t.mask[rows], t.advantages[rows]
         logp = losses.logprobs_from_logits(logits, t.tokens[rows])
         entropy = losses.entropy_from_logits(logits.detach())
@@ -247,7 +362,7 @@ class LearnerCore:
         stats = {"loss/policy": float(loss.detach())}
         if self.ref is not None and not algo["kl_in_reward"]:
             with torch.no_grad():
-                ref_logp = losses.logprobs_from_logits(self._logits(self.ref, t, rows), t.tokens[rows])
+                ref_logp = losses.logprobs_from_logits(self._logits(self.ref, packed), t.tokens[rows])
             kl_mat = losses.kl_penalty(logp, ref_logp, algo["kl_estimator"])
             kl = losses.aggregate(kl_mat, mask, algo["loss_agg"], **agg)
             loss = loss + algo["kl_coef"] * kl
@@ -256,7 +371,7 @@ class LearnerCore:
             bonus = losses.aggregate(losses.entropy_from_logits(logits), mask, algo["loss_agg"], **agg)
             loss = loss - algo["entropy_coef"] * bonus
         if self.value_head is not None:
-            values = self._values(t, rows)
+            values = self._values(packed)
             v_mat, v_stats = losses.value_loss(
                 values, t.old_values[rows], t.returns[rows], mask, clip=algo["value_clip"]
             )
@@ -269,7 +384,9 @@ class LearnerCore:
             stats.update({k: float(v) for k, v in v_stats.items()})
         denom = mask.sum().clamp(min=1)
         stats["entropy/mean"] = float((entropy * mask).sum() / denom)
-        stats["mismatch/kl"] = float(losses.mismatch_kl(old_logp, t.sampler_logp[rows], mask))
+        # off-policy, old is the sampler: compare the current policy with it (the policy's lag)
+        lagging = logp if self.off_policy else old_logp
+        stats["mismatch/kl"] = float(losses.mismatch_kl(lagging, t.sampler_logp[rows], mask))
         cov = losses.logp_adv_covariance(logp.detach(), adv, mask)
         stats.update({k: float(v) for k, v in {**pg_stats, **cov}.items()})
 
@@ -292,8 +409,9 @@ class LearnerCore:
     def num_parameters(self) -> int:
         return self.n_params
 
-    def weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().to("cpu") for k, v in self.model.state_dict().items()}
+    def weights(self) -> FlatWeights:
+        # parameters, not the state dict: tied embeddings go once (vLLM ties them itself)
+        return FlatWeights.of(list(self.model.named_parameters()))
 
     def save(self, path: str) -> None:
         """HF model files plus everything needed to continue training exactly."""

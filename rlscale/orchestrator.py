@@ -52,11 +52,19 @@ def init_ray(address: str | None, needed_cpus: float) -> None:
         ray.init(num_cpus=max(os.cpu_count() or 1, int(needed_cpus + 0.999)), **kwargs)
 
 
-def _actor_env() -> dict:
-    threads = str(os.environ.get("RLSCALE_THREADS", os.cpu_count() or 1))
+def actor_threads(cfg: RunConfig) -> int:
+    """Torch threads per actor: actors busy at the same time split the cores (oversubscribed
+    OpenMP threads spin against each other); the engine and a synchronous learner take turns."""
+    if "RLSCALE_THREADS" in os.environ:
+        return int(os.environ["RLSCALE_THREADS"])
+    busy_at_once = cfg.rollout.workers + (1 if cfg.trainer.off_policy_steps else 0)
+    return max(1, (os.cpu_count() or 1) // busy_at_once)
+
+
+def _actor_env(threads: int) -> dict:
     return {
         "env_vars": {
-            "OMP_NUM_THREADS": threads,
+            "OMP_NUM_THREADS": str(threads),
             "VLLM_LOGGING_LEVEL": "ERROR",
             "TOKENIZERS_PARALLELISM": "false",
         }
@@ -77,6 +85,21 @@ class Scores:
     @staticmethod
     def cat(parts: list[Scores]) -> Scores:
         return Scores(*(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__))
+
+
+@dataclass
+class Collected:
+    """One step's groups, their scores and the learner's batch, with how long they took."""
+
+    tasks: list
+    prompts: list[list[int]]
+    groups: list[list[Sample]]
+    scores: Scores
+    keep: torch.Tensor  # groups that go to the learner (dynamic sampling drops some)
+    batch: Batch
+    staleness: int  # updates between the weights that sampled it and those it trains
+    rollout_s: float
+    verify_s: float
 
 
 def _timed(score, task, text):
@@ -151,12 +174,15 @@ class Orchestrator:
         self.max_model_len = self._max_prompt_len() + turns * (r.max_tokens + 64) + 8
         self.policy_dir = start_from or self.model_dir  # where the current weights live on disk
         self.workers = [self._start_worker(i) for i in range(r.workers)]
-        self.learner = Learner.options(num_cpus=ray_cfg.learner_cpus, runtime_env=_actor_env()).remote(
+        self.learner = Learner.options(
+            num_cpus=ray_cfg.learner_cpus, runtime_env=_actor_env(actor_threads(cfg))
+        ).remote(
             str(self.policy_dir),
             algo=cfg.algo.model_dump(),
             learner=cfg.learner.model_dump(),
             seed=cfg.trainer.seed,
             max_tokens=r.max_tokens,
+            off_policy=bool(cfg.trainer.off_policy_steps),
         )
         self.n_params = ray.get(self.learner.num_parameters.remote())
         self.metrics = MetricsWriter(self.run_dir)
@@ -165,6 +191,7 @@ class Orchestrator:
         )
         self.verify_pool = cf.ThreadPoolExecutor(cfg.verify.workers, thread_name_prefix="verify")
         self.stop_reason: str | None = None
+        self._next: Collected | None = None  # off-policy: the next step's batch, sampled ahead
 
     def _prepare_run_dir(self, resume: bool) -> Path | None:
         """Fresh run: refuse to overwrite one. Resume: the newest valid checkpoint, metrics cut to it."""
@@ -192,7 +219,9 @@ class Orchestrator:
         return ckpt
 
     def _start_worker(self, index: int):
-        return RolloutWorker.options(num_cpus=self.cfg.ray.worker_cpus, runtime_env=_actor_env()).remote(
+        return RolloutWorker.options(
+            num_cpus=self.cfg.ray.worker_cpus, runtime_env=_actor_env(actor_threads(self.cfg))
+        ).remote(
             str(self.policy_dir),
             seed=self.cfg.trainer.seed + index,
             max_model_len=self.max_model_len,
@@ -329,9 +358,9 @@ class Orchestrator:
         sc.rewards += self.cfg.env.format_weight * sc.formatted
         return sc
 
-    def step(self, step: int, extra: dict | None = None) -> dict:
+    def _collect(self, step: int, staleness: int = 0) -> Collected:
+        """Sample, generate and verify step `step`'s groups (with DAPO refills) into a batch."""
         cfg, algo, P = self.cfg, self.cfg.algo, self.cfg.rollout.prompts_per_step
-        t0 = time.perf_counter()
         rng = random.Random(_seed(cfg.trainer.seed, "tasks", step))
         tasks, prompts, groups, scores = [], [], [], []
         rollout_s = verify_s = 0.0
@@ -362,10 +391,9 @@ class Orchestrator:
             if not algo.dynamic_sampling or kept >= P:
                 break
         sc = Scores.cat(scores)
-        rewards, correct = sc.rewards, sc.correct
         keep = torch.ones(len(tasks), dtype=torch.bool)
         if algo.dynamic_sampling:
-            keep = ~adv_lib.zero_variance_groups(rewards)
+            keep = ~adv_lib.zero_variance_groups(sc.rewards)
             keep &= keep.cumsum(0) <= P  # at most P groups per update
         batch = Batch([], [], [], [], [], [])
         for i in keep.nonzero().flatten().tolist():
@@ -373,29 +401,70 @@ class Orchestrator:
                 batch.prompts.append(prompts[i])
                 batch.responses.append(sample.token_ids)
                 batch.sampler_logprobs.append(sample.logprobs)
-                batch.rewards.append(float(rewards[i, j]))
+                batch.rewards.append(float(sc.rewards[i, j]))
                 batch.group_ids.append(i)
                 batch.loss_masks.append(sample.loss_mask or [1.0] * len(sample.token_ids))
-        t2 = time.perf_counter()
-        stats = ray.get(self.learner.update.remote(batch)) if batch.prompts else {}
-        self._count_skips(step, stats.get("learner/skipped_updates", 0.0))
-        t3 = time.perf_counter()
-        weights = self.learner.weights.remote()
+        return Collected(tasks, prompts, groups, sc, keep, batch, staleness, rollout_s, verify_s)
+
+    def _sync(self, weights) -> float:
+        """The learner's weights (an object ref) into every engine; the seconds waited."""
+        start = time.perf_counter()
         ray.get([w.load_weights.remote(weights) for w in self.workers])
-        t4 = time.perf_counter()
-        times = {
-            "rollout": rollout_s,
-            "verify": verify_s,
-            "learn": t3 - t2,
-            "sync": t4 - t3,
-            "total": t4 - t0,
+        return time.perf_counter() - start
+
+    def step(self, step: int, extra: dict | None = None) -> dict:
+        """One update. Times are what the step waited for each part (they add up to the step).
+
+        Off-policy (`trainer.off_policy_steps=1`) the engines take the weights from before this
+        update and sample and verify the next step's batch while the learner trains on this one.
+        """
+        t0 = time.perf_counter()
+        if self.cfg.trainer.off_policy_steps:
+            fresh = self._next is None  # first step, or just resumed: nothing was sampled ahead
+            got, self._next = self._next or self._collect(step), None
+            weights = self.learner.weights.remote()  # queued before the update: the older weights
+            update = self.learner.update.remote(got.batch) if got.batch.prompts else None
+            sync_s = self._sync(weights)
+            ahead = self._collect(step + 1, staleness=1) if step < self.cfg.trainer.steps else None
+            t_learn = time.perf_counter()
+            stats = ray.get(update) if update else {}
+            self._next = ahead
+            sampled = [c for c, now in ((got, fresh), (ahead, ahead is not None)) if now]
+            times = {
+                "rollout": sum(c.rollout_s for c in sampled),
+                "verify": sum(c.verify_s for c in sampled),
+                "learn": time.perf_counter() - t_learn,  # the part of the update not hidden
+                "sync": sync_s,
+            }
+        else:
+            got = self._collect(step)
+            t_learn = time.perf_counter()
+            stats = ray.get(self.learner.update.remote(got.batch)) if got.batch.prompts else {}
+            t_sync = time.perf_counter()
+            sync_s = self._sync(self.learner.weights.remote())
+            times = {
+                "rollout": got.rollout_s,
+                "verify": got.verify_s,
+                "learn": t_sync - t_learn,
+                "sync": sync_s,
+            }
+        self._count_skips(step, stats.get("learner/skipped_updates", 0.0))
+        times["total"] = time.perf_counter() - t0
+        sc = got.scores
+        extra = {
+            **(extra or {}),
+            "reward/format": float(sc.formatted.mean()),
+            "async/staleness": got.staleness,
         }
-        extra = {**(extra or {}), "reward/format": float(sc.formatted.mean())}
-        extra.update(_per_env_metrics(tasks, sc))
-        return self._record(step, prompts, groups, rewards, correct, keep, {**stats, **extra}, times)
+        extra.update(_per_env_metrics(got.tasks, sc))
+        return self._record(
+            step, got.prompts, got.groups, sc.rewards, sc.correct, got.keep, {**stats, **extra}, times
+        )
 
     def evaluate(self, step: int) -> dict[str, float]:
         """pass@k of the current policy on a fixed task set, n samples per task."""
+        if self.cfg.trainer.off_policy_steps and step > 1:  # the engines lag one update: catch up
+            self._sync(self.learner.weights.remote())
         ev = self.cfg.eval
         rng = random.Random(_seed(self.cfg.trainer.seed, "eval"))
         tasks = [self.env.sample(rng) for _ in range(ev.tasks)]

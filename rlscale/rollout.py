@@ -6,7 +6,9 @@ be loaded into it in place with `reload_weights`, with no disk round trip.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from dataclasses import dataclass
 
 import ray
@@ -25,6 +27,26 @@ class Sample:
     logprobs: list[float]
     truncated: bool
     loss_mask: list[float] | None = None
+
+
+@dataclass
+class FlatWeights:
+    """A model's parameters as one contiguous buffer: one object through Ray, not one per tensor."""
+
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    buffer: torch.Tensor
+
+    @staticmethod
+    def of(named: list[tuple[str, torch.Tensor]]) -> FlatWeights:
+        buffer = torch.cat([t.detach().reshape(-1).to("cpu") for _, t in named])
+        return FlatWeights([n for n, _ in named], [tuple(t.shape) for _, t in named], buffer)
+
+    def tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """(name, view into the buffer) pairs: no copies."""
+        sizes = [math.prod(s) for s in self.shapes]
+        views = torch.split(self.buffer, sizes)
+        return [(n, v.view(s)) for n, v, s in zip(self.names, views, self.shapes)]
 
 
 def engine_dtype() -> str:
@@ -77,6 +99,7 @@ class RolloutEngine:
                 max_tokens=max_tokens,
                 logprobs=0,
                 seed=s,
+                detokenize=False,  # the orchestrator decodes what it verifies; text here is waste
                 ignore_eos=ignore_eos,
                 stop_token_ids=stop_token_ids,
             )
@@ -97,9 +120,13 @@ class RolloutEngine:
             for out in outputs
         ]
 
-    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(state.items())})
+    def load_weights(self, weights: FlatWeights) -> float:
+        """Weights in place (vLLM re-packs them for its kernels); returns the seconds it took."""
+        start = time.perf_counter()
+        named = weights.tensors()
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named)})
         self.llm.reset_prefix_cache()  # cached KV came from the old weights
+        return time.perf_counter() - start
 
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         """Log-prob of every token after the first, under the engine's current weights."""

@@ -73,7 +73,7 @@ def live_run(ray_session, tmp_path_factory):
     before = {
         "engine": ray_session.get(orch.workers[0].sequence_logprobs.remote([fixed]))[0],
         "learner": ray_session.get(orch.learner.sequence_logprobs.remote([fixed]))[0],
-        "weights": ray_session.get(orch.learner.weights.remote()),
+        "weights": dict(ray_session.get(orch.learner.weights.remote()).tensors()),
     }
     summary = orch.run()
     yield orch, fixed, before, summary

@@ -71,10 +71,10 @@ def test_learner_bench_mfu(tmp_path):
     argv += ["--max-tokens", "4", "--repeats", "2", "--peak-size", "512", "--json", str(out)]
     assert main(argv) == 0
     result = json.loads(out.read_text())
-    # the batch it trained on: 2 prompts x 2 responses of 1..4 tokens, prompt tokens included
+    # the batch it trained on: 2 prompts x 2 responses of 1..4 tokens, each prompt computed once
     tokenizer = AutoTokenizer.from_pretrained(bench._bench_model("builtin:tiny"))
     batch = bench._learner_batch(tokenizer, 2, 2, 4, vocab=len(tokenizer))
-    tokens = sum(len(p) + len(r) for p, r in zip(batch.prompts, batch.responses))
+    tokens = len(batch.prompts[0]) + len(batch.prompts[2]) + sum(map(len, batch.responses))
     assert result["sequences"] == 4 and result["tokens_per_update"] == tokens
     assert result["model_flops_per_update"] == 6 * result["params"] * tokens  # demo config: no KL pass
     assert result["tokens_per_s"] > 0 and result["peak_flops_per_s"] > 1e8
@@ -146,3 +146,13 @@ def test_trl_side_runs_two_steps(tiny_model_dir, tmp_path):
     assert len(result["step_ends"]) == 2 and len(result["rewards"]) == 2
     assert all(0.0 <= r <= 1.0 for r in result["rewards"])
     assert bench._steps_per_s(result["step_ends"]) > 0
+
+
+def test_attention_flops_count_a_shared_prompt_once():
+    """Prompt of 2 (3 query-key pairs, once), responses of 1 and 2 tokens after it: 1*2 + 1 and
+    2*2 + 3 pairs. 13 pairs x 12 FLOPs per pair per width unit, x 4 layers x width 8."""
+    from rlscale import bench
+    from rlscale.learner import Batch
+
+    batch = Batch([[1, 2], [1, 2]], [[3], [4, 5]], [[0.0], [0.0, 0.0]], [1.0, 0.0], [0, 0])
+    assert bench._attention_flops(batch, layers=4, attn_width=8) == 12 * 4 * 8 * 13

@@ -89,3 +89,11 @@ def test_switching_env_by_override_drops_the_old_envs_kwargs(demo):
     cfg = load_config(demo, ["env.name=countdown", "env.kwargs.numbers=4"])
     assert cfg.env.kwargs == {"numbers": 4}
     assert load_config(demo).env.kwargs == {"digits": 1, "terms": 2, "ops": "+-"}
+
+
+def test_off_policy_needs_the_samplers_own_distribution(demo):
+    assert load_config(demo, ["trainer.off_policy_steps=1"]).trainer.off_policy_steps == 1
+    message = _error(demo, "trainer.off_policy_steps=1", "rollout.temperature=0.7")
+    assert message.startswith(f"{demo}: trainer.off_policy_steps: ")
+    assert "rollout.temperature=1" in message and len(message.splitlines()) == 1
+    assert "less than or equal to 1" in _error(demo, "trainer.off_policy_steps=2")

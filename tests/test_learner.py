@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from rlscale.config import build_config
+from rlscale.config import LearnerConfig, build_config
 from rlscale.learner import Batch, LearnerCore
 
-LEARNER = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
+LEARNER = {**LearnerConfig().model_dump(), "lr": 1e-3, "warmup_steps": 0, "grad_clip": 1.0}
 
 
 def _snapshot(learner) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in learner.weights().items()}  # weights() shares storage
+    return {k: v.clone() for k, v in learner.weights().tensors()}
 
 
 def _algo(**overrides) -> dict:
@@ -53,7 +53,8 @@ def test_grpo_update_raises_the_good_response_and_lowers_the_bad(learner, tiny_m
         stats = learner.update(batch)
     assert _response_logp(learner, prompt, good) > good0 + 1.0
     assert _response_logp(learner, prompt, bad) < bad0 - 1.0
-    assert stats["learner/skipped_updates"] == 0 and stats["tokens/trained"] == 12
+    # the group's prompt (4 tokens) is computed once, then both 2-token responses: 8, not 12
+    assert stats["learner/skipped_updates"] == 0 and stats["tokens/trained"] == 8
     assert stats["entropy/mean"] > 0 and math.isfinite(stats["grad_norm"])
 
 
@@ -80,7 +81,7 @@ def test_nan_update_is_skipped_and_weights_kept(learner, tiny_model_dir):
     before = _snapshot(learner)
     stats = learner.update(_batch(tok, rewards=(float("nan"), 1.0))[3])
     assert stats["learner/skipped_updates"] == 1
-    after = learner.weights()
+    after = dict(learner.weights().tensors())
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
@@ -113,10 +114,34 @@ def test_every_preset_updates_with_finite_losses(preset, tiny_model_dir):
     stats = learner.update(batch)
     assert all(math.isfinite(v) for k, v in stats.items() if k != "value/explained_variance"), stats
     assert stats["learner/skipped_updates"] == 0
-    after = learner.weights()
+    after = dict(learner.weights().tensors())
     assert any(not torch.equal(before[k], after[k]) for k in before)
     if algo["critic"]:
         assert "value/loss" in stats and stats["value/loss"] > 0
     if algo["kl_coef"]:
         assert stats["kl/ref"] == pytest.approx(0.0, abs=1e-6)  # the policy still is the reference
     assert {"cov/mean", "cov/p99", "mismatch/kl"} <= stats.keys()
+
+
+def test_off_policy_ratio_is_taken_against_the_sampler(tiny_model_dir):
+    """The sampler gave every token half the current probability: ratio r = 2 on every token.
+    A = (+0.7071, -0.7071). PPO-clip with eps_high 0.28: the good 2-token response is clipped
+    at 1.28 A; the bad 3-token one keeps r A = 2 A. Token-mean:
+    (2 * -1.28 * 0.7071 + 3 * 2 * 0.7071) / 5 = 0.486489. On-policy the ratio is 1: 0.141421."""
+    from transformers import AutoTokenizer
+
+    algo = _algo(kl_coef=0.0, loss_agg="token-mean", eps_high=0.28)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = tok.encode("1+1=")
+    short, long = tok.encode("2") + [tok.eos_token_id], tok.encode("33") + [tok.eos_token_id]
+    losses_by_mode = {}
+    for off_policy in (False, True):
+        learner = LearnerCore(
+            str(tiny_model_dir), algo=algo, learner=LEARNER, seed=0, max_tokens=4, off_policy=off_policy
+        )
+        current = [learner.sequence_logprobs([prompt + r])[0][len(prompt) - 1 :] for r in (short, long)]
+        sampler = [[lp - math.log(2.0) for lp in seq] for seq in current]
+        batch = Batch([prompt] * 2, [short, long], sampler, [1.0, 0.0], [0, 0])
+        losses_by_mode[off_policy] = learner.update(batch)["loss/policy"]
+    assert losses_by_mode[False] == pytest.approx(0.7071068 / 5, abs=1e-5)
+    assert losses_by_mode[True] == pytest.approx((-2 * 1.28 + 3 * 2) * 0.7071068 / 5, abs=1e-4)
