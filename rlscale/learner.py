@@ -95,28 +95,33 @@ def pack(
         row[0] += size
         row[1].append(unit)
     width = max(r[0] for r in rows)
-    R = len(rows)
-    ids = torch.full((R, width), pad_id, dtype=torch.long)
-    pos = torch.zeros((R, width), dtype=torch.long)
-    unit_of = torch.full((R, width), -1, dtype=torch.long)  # -1: padding
-    branch = torch.full((R, width), -2, dtype=torch.long)  # -1: shared prompt, k: response k
-    gather = torch.zeros((len(prompts), response_width or max(1, *map(len, responses))), dtype=torch.long)
-    for r, (_, row_units) in enumerate(rows):
-        at = 0
+    # built as Python lists, one tensor each at the end: per-slice tensor writes cost more
+    ids, pos, unit_of, branch = [], [], [], []  # unit -1: padding; branch -1: shared prompt
+    gather = [[0] * (response_width or max(1, *map(len, responses))) for _ in prompts]
+    for r, (used, row_units) in enumerate(rows):
+        row_ids, row_pos, row_unit, row_branch = [], [], [], []
         for u, (prompt, members) in enumerate(row_units):
             p = len(prompt)
-            ids[r, at : at + p] = torch.tensor(prompt)
-            pos[r, at : at + p] = torch.arange(p)
-            unit_of[r, at : at + p], branch[r, at : at + p] = u, -1
-            last_prompt, at = at + p - 1, at + p
+            row_ids += prompt
+            row_pos += range(p)
+            row_unit += [u] * p
+            row_branch += [-1] * p
+            last_prompt = r * width + len(row_ids) - 1
             for k, b in enumerate(members):
-                n = len(responses[b])
-                ids[r, at : at + n] = torch.tensor(responses[b], dtype=torch.long)
-                pos[r, at : at + n] = torch.arange(p, p + n)
-                unit_of[r, at : at + n], branch[r, at : at + n] = u, k
+                n, at = len(responses[b]), r * width + len(row_ids)
+                row_ids += responses[b]
+                row_pos += range(p, p + n)
+                row_unit += [u] * n
+                row_branch += [k] * n
                 # token t is predicted by the state before it: the prompt's last, then t - 1
-                gather[b, :n] = r * width + torch.tensor([last_prompt] + list(range(at, at + n - 1)))
-                at += n
+                gather[b][:n] = [last_prompt, *range(at, at + n - 1)]
+        pad = width - used
+        ids.append(row_ids + [pad_id] * pad)
+        pos.append(row_pos + [0] * pad)
+        unit_of.append(row_unit + [-1] * pad)
+        branch.append(row_branch + [-2] * pad)
+    ids, pos, gather = (torch.tensor(x, dtype=torch.long) for x in (ids, pos, gather))
+    unit_of, branch = torch.tensor(unit_of), torch.tensor(branch)
     q, kv = unit_of[:, :, None], unit_of[:, None, :]
     causal = torch.ones(width, width, dtype=torch.bool).tril()
     same_branch = (branch[:, None, :] == -1) | (branch[:, None, :] == branch[:, :, None])

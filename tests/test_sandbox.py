@@ -92,9 +92,7 @@ def test_sandbox_sees_only_its_own_processes():
 
 
 def test_correct_program_passes():
-    assert run("def add(a, b):\n    return a + b", "assert add(2, 3) == 5") == Verdict.right(
-        "passed"
-    )
+    assert run("def add(a, b):\n    return a + b", "assert add(2, 3) == 5") == Verdict.right("passed")
 
 
 def test_failing_assertion_reports_exit_code_and_traceback():

@@ -127,8 +127,7 @@ def test_works_from_other_threads():
     results = []
     cases = [(r"\boxed{\sqrt{4}}", "2"), (r"\boxed{\frac{6}{4}}", "1.5"), (r"\boxed{x+x}", "2x")]
     threads = [
-        threading.Thread(target=lambda case=case: results.append(verify(*case).correct))
-        for case in cases
+        threading.Thread(target=lambda case=case: results.append(verify(*case).correct)) for case in cases
     ]
     for thread in threads:
         thread.start()
