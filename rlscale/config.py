@@ -80,7 +80,7 @@ class LearnerConfig(_Strict):
     grad_clip: float = Field(1.0, gt=0)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     # rows of this many tokens, a group's prompt computed once per row; 0: one padded row per sequence
-    pack_tokens: int = Field(256, ge=0)
+    pack_tokens: int = Field(64, ge=0)
 
 
 class TrainerConfig(_Strict):

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import ray
 import torch
 
@@ -32,22 +34,36 @@ class Sample:
 
 @dataclass
 class FlatWeights:
-    """A model's parameters as one contiguous buffer: one object through Ray, not one per tensor."""
+    """A model's parameters as one contiguous buffer: one object through Ray, not one per tensor.
+
+    The buffer is a numpy array because Ray hands numpy out of its object store without a copy
+    (measured 15 ms for 14 MB between actors, against 41-63 ms for the same torch tensor);
+    bf16 travels as int16 bits, which numpy has.
+    """
 
     names: list[str]
     shapes: list[tuple[int, ...]]
-    buffer: torch.Tensor
+    dtype: str
+    buffer: np.ndarray
 
     @staticmethod
     def of(named: list[tuple[str, torch.Tensor]]) -> FlatWeights:
-        buffer = torch.cat([t.detach().reshape(-1).to("cpu") for _, t in named])
-        return FlatWeights([n for n, _ in named], [tuple(t.shape) for _, t in named], buffer)
+        flat = torch.cat([t.detach().reshape(-1) for _, t in named]).to("cpu")
+        bits = flat.view(torch.int16) if flat.dtype == torch.bfloat16 else flat
+        shapes = [tuple(t.shape) for _, t in named]
+        return FlatWeights(
+            [n for n, _ in named], shapes, str(flat.dtype).removeprefix("torch."), bits.numpy()
+        )
 
     def tensors(self) -> list[tuple[str, torch.Tensor]]:
-        """(name, view into the buffer) pairs: no copies."""
+        """(name, view into the buffer) pairs: no copies. Read-only when Ray delivered it."""
+        with warnings.catch_warnings():  # torch warns that Ray's array is read-only; nothing writes
+            warnings.simplefilter("ignore", UserWarning)
+            flat = torch.from_numpy(self.buffer)
+        if self.dtype == "bfloat16":
+            flat = flat.view(torch.bfloat16)
         sizes = [math.prod(s) for s in self.shapes]
-        views = torch.split(self.buffer, sizes)
-        return [(n, v.view(s)) for n, v, s in zip(self.names, views, self.shapes)]
+        return [(n, v.view(s)) for n, v, s in zip(self.names, torch.split(flat, sizes), self.shapes)]
 
 
 def _copy_weights(worker, named: list[tuple[str, torch.Tensor]]) -> None:

@@ -85,9 +85,17 @@ def test_packed_logprobs_and_gradients_equal_a_per_sequence_forward(row_tokens):
 def test_flat_weights_are_one_buffer_and_views_of_it():
     named = [("a", torch.arange(6.0).view(2, 3)), ("b", torch.tensor([7.0])), ("c", torch.ones(2, 2))]
     flat = FlatWeights.of(named)
-    assert flat.buffer.shape == (11,) and flat.shapes == [(2, 3), (1,), (2, 2)]
+    assert flat.buffer.shape == (11,) and flat.shapes == [(2, 3), (1,), (2, 2)] and flat.dtype == "float32"
     out = flat.tensors()
     assert [n for n, _ in out] == ["a", "b", "c"]
     for (_, got), (_, want) in zip(out, named):
         assert torch.equal(got, want)
-        assert got.untyped_storage().data_ptr() == flat.buffer.untyped_storage().data_ptr()
+        assert got.untyped_storage().data_ptr() == flat.buffer.ctypes.data  # a view, not a copy
+
+
+def test_flat_weights_carry_bf16_bits_exactly():
+    named = [("w", torch.tensor([1.5, -2.25, 3.0e-3], dtype=torch.bfloat16))]
+    flat = FlatWeights.of(named)
+    assert flat.dtype == "bfloat16" and flat.buffer.dtype.name == "int16"
+    ((_, got),) = flat.tensors()
+    assert got.dtype == torch.bfloat16 and torch.equal(got, named[0][1])
