@@ -66,6 +66,10 @@ class Packed:
     gather: torch.Tensor  # [B, T] flat index (into R * L) of the state that predicts token t
     tokens: int  # real tokens in the rows (what the forward pass computes)
 
+    def to(self, device: torch.device) -> Packed:
+        tensors = (self.input_ids, self.position_ids, self.attention_mask, self.gather)
+        return Packed(*(x.to(device) for x in tensors), self.tokens)
+
 
 def pack(
     prompts: list[list[int]],
@@ -84,11 +88,13 @@ def pack(
     units: dict = {}  # key -> (prompt, [sequence indices])
     for b, key in enumerate(keys if row_tokens else range(len(prompts))):
         units.setdefault(key, (prompts[b], []))[1].append(b)
-    sized = sorted(units.values(), key=lambda u: -(len(u[0]) + sum(len(responses[b]) for b in u[1])))
-    capacity = max([row_tokens] + [len(p) + sum(len(responses[b]) for b in bs) for p, bs in sized])
+    sized = sorted(
+        ((len(p) + sum(len(responses[b]) for b in bs), (p, bs)) for p, bs in units.values()),
+        key=lambda su: -su[0],
+    )
+    capacity = max(row_tokens, sized[0][0])
     rows: list[list] = []  # each: [used tokens, [units]]
-    for unit in sized:
-        size = len(unit[0]) + sum(len(responses[b]) for b in unit[1])
+    for size, unit in sized:
         row = next((r for r in rows if row_tokens and r[0] + size <= capacity), None)
         if row is None:
             rows.append(row := [0, []])
@@ -242,14 +248,7 @@ class LearnerCore:
             response_width=t.tokens.shape[1],
             dtype=self.model.dtype,
         )
-        dev = self.device
-        return Packed(
-            packed.input_ids.to(dev),
-            packed.position_ids.to(dev),
-            packed.attention_mask.to(dev),
-            packed.gather.to(dev),
-            packed.tokens,
-        )
+        return packed.to(self.device)
 
     @staticmethod
     def _hidden(trunk, packed: Packed) -> torch.Tensor:
@@ -268,10 +267,11 @@ class LearnerCore:
         return self.value_head(self._hidden(self.critic_trunk, packed).float()).squeeze(-1)
 
     # -- rewards -> advantages -----------------------------------------------------------
-    def _advantages(self, t: _Tensors, stats: dict) -> None:
-        """Per-token advantages from sequence rewards, with KL-in-reward and overlong shaping."""
+    def _advantages(self, t: _Tensors, stats: dict, everything: Packed) -> None:
+        """Per-token advantages from sequence rewards, with KL-in-reward and overlong shaping.
+
+        `everything`: the whole batch packed, for the passes some algorithms need here."""
         algo, mask = self.algo, t.mask
-        everything = self._pack(t, torch.arange(len(t.prompts)))
         several_updates = algo["ppo_epochs"] > 1 or algo["mini_batches"] > 1
         kl_in_reward = self.ref is not None and algo["kl_in_reward"]
         with torch.no_grad():
@@ -318,13 +318,14 @@ class LearnerCore:
         t = self._tensors(batch)
         n = len(t.prompts)
         stats: dict[str, float] = {}
-        self._advantages(t, stats)
+        everything = self._pack(t, torch.arange(n))
+        self._advantages(t, stats, everything)
         collected: dict[str, list[float]] = {}
         skipped = computed = 0
         for epoch in range(algo["ppo_epochs"]):
             order = torch.randperm(n) if algo["mini_batches"] > 1 else torch.arange(n)
             for chunk in order.chunk(algo["mini_batches"]):
-                packed = self._pack(t, chunk)
+                packed = everything if algo["mini_batches"] == 1 else self._pack(t, chunk)
                 computed += packed.tokens if epoch == 0 else 0
                 step_stats, ok = self._step(t, chunk.to(self.device), packed)
                 skipped += not ok

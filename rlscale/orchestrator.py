@@ -429,7 +429,7 @@ class Orchestrator:
             t_learn = time.perf_counter()
             stats = ray.get(update) if update else {}
             self._next = ahead
-            sampled = [c for c, now in ((got, fresh), (ahead, ahead is not None)) if now]
+            sampled = ([got] if fresh else []) + ([ahead] if ahead else [])
             times = {
                 "rollout": sum(c.rollout_s for c in sampled),
                 "verify": sum(c.verify_s for c in sampled),
