@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 from importlib.metadata import entry_points
 
-from envs.base import Environment, Task
+from rlscale.envs.base import Environment, Task
 
 _REGISTRY: dict[str, type[Environment]] = {}
 _loaded = False
@@ -34,7 +34,7 @@ def _load_all() -> None:
     _loaded = True
     for module in pkgutil.iter_modules(__path__):  # every file in envs/ registers itself
         if module.name != "base":
-            importlib.import_module(f"envs.{module.name}")
+            importlib.import_module(f"{__name__}.{module.name}")
     for ep in entry_points(group="rlscale.envs"):
         if ep.name not in _REGISTRY:
             register(ep.name)(ep.load())

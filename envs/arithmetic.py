@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import re
 
-from envs import register
-from envs.base import Environment, Task
-from verifiers import Verdict
+from rlscale.envs import register
+from rlscale.envs.base import Environment, Task
+from rlscale.verifiers import Verdict
 
 _INTEGER = re.compile(r"^\s*(-?\d{1,12})\s*$")
 

@@ -2,7 +2,7 @@
 
 Single-turn: `Environment` (a prompt, one response, a verdict). Multi-turn: `MultiTurnEnvironment`,
 gymnasium's API with text observations and actions. `as_episode(env, task)` turns either into a
-gymnasium episode, so one loop (envs.episodes.run_episodes) drives both.
+gymnasium episode, so one loop (rlscale.envs.episodes.run_episodes) drives both.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import gymnasium
 
-from verifiers import Verdict
+from rlscale.verifiers import Verdict
 
 
 @dataclass(frozen=True)

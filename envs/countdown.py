@@ -7,9 +7,9 @@ import random
 from collections import Counter
 from fractions import Fraction
 
-from envs import register
-from envs.base import Environment, Task
-from verifiers import Verdict
+from rlscale.envs import register
+from rlscale.envs.base import Environment, Task
+from rlscale.verifiers import Verdict
 
 _MAX_EXPR_CHARS = 200
 _OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b}

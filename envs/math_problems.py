@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pyarrow.parquet
 
-from envs import register
-from envs.base import Environment, Task
-from verifiers import Verdict
-from verifiers import math as math_verifier
+from rlscale.envs import register
+from rlscale.envs.base import Environment, Task
+from rlscale.verifiers import Verdict
+from rlscale.verifiers import math as math_verifier
 
 DEFAULT_TEMPLATE = "{question}\nPut the final answer in \\boxed{}."
 ANSWER_FORMATS = ("gsm8k", "math", "plain")

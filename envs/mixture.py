@@ -19,9 +19,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from envs import make_env, register
-from envs.base import Environment, Task
-from verifiers import Verdict
+from rlscale.envs import make_env, register
+from rlscale.envs.base import Environment, Task
+from rlscale.verifiers import Verdict
 
 
 @register("mixture")

@@ -17,10 +17,10 @@ from collections.abc import Callable
 import numpy as np
 import pint
 
-from envs import register
-from envs.base import Environment, Task
-from verifiers import Verdict
-from verifiers import physics as physics_verifier
+from rlscale.envs import register
+from rlscale.envs.base import Environment, Task
+from rlscale.verifiers import Verdict
+from rlscale.verifiers import physics as physics_verifier
 
 KINDS = ("kinematics", "dynamics", "energy", "units")
 G_TEXT = "Use g = 9.81 m/s^2."

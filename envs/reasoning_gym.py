@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import random
 
-from envs import register
-from envs.base import Environment, Task
-from verifiers import Verdict
+from rlscale.envs import register
+from rlscale.envs.base import Environment, Task
+from rlscale.verifiers import Verdict
 
 
 @register("reasoning_gym")

@@ -40,7 +40,7 @@ def _machine() -> str:
 
 def _bench_model(name: str) -> Path:
     """A model directory to benchmark: `builtin:<size>` (random weights, cached) or a path."""
-    from envs import make_env
+    from rlscale.envs import make_env
     from rlscale.models import resolve_builtin
 
     if not name.startswith("builtin:"):
@@ -51,7 +51,7 @@ def _bench_model(name: str) -> Path:
 
 
 def _prompts(tokenizer, n: int) -> list[list[int]]:
-    from envs import make_env
+    from rlscale.envs import make_env
 
     env, rng = make_env("arithmetic", digits=3, terms=3), random.Random(0)
     return [tokenizer.encode(env.sample(rng).prompt) for _ in range(n)]
@@ -463,7 +463,7 @@ def build_trl_trainer(cfg, model_dir: Path, output_dir: str, callbacks=()):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from envs import make_env
+    from rlscale.envs import make_env
 
     env = make_env(cfg.env.name, **cfg.env.kwargs)
     tasks = _step_tasks(cfg, env)
@@ -658,8 +658,8 @@ _MATH_CASES = {
 
 def bench_verify(args) -> dict:
     """Verifications per second on this machine: math (by kind) and sandboxed code."""
-    from envs.humaneval import problems
-    from verifiers import code, math
+    from rlscale.envs.humaneval import problems
+    from rlscale.verifiers import code, math
 
     result = {"machine": _machine()}
     seconds = max(0.5, float(_opt(args, "seconds", 3.0)))

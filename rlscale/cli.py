@@ -86,7 +86,7 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_envs(args) -> int:
-    from envs import env_class, env_names
+    from rlscale.envs import env_class, env_names
 
     for name in env_names():
         print(f"{name:<16} {env_class(name).description}")

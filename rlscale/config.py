@@ -158,7 +158,7 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _fill_preset_and_check(self) -> RunConfig:
-        from envs import env_names
+        from rlscale.envs import env_names
         from rlscale.presets import ALGO_PRESETS
 
         if self.algo.name not in ALGO_PRESETS:

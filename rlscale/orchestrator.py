@@ -17,18 +17,18 @@ import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from envs import Environment, make_env
-from envs.base import MultiTurnEnvironment
 from rlscale import advantages as adv_lib
 from rlscale import checkpoint
 from rlscale.config import RunConfig, save_config
+from rlscale.envs import Environment, make_env
+from rlscale.envs.base import MultiTurnEnvironment
 from rlscale.errors import RunStopped
 from rlscale.evaluation import pass_at_k_metrics
 from rlscale.learner import Batch, Learner
 from rlscale.models import resolve_builtin
 from rlscale.rollout import RolloutWorker, Sample
 from rlscale.telemetry import MetricsWriter, Sinks, load_metrics, truncate_metrics
-from verifiers import format as format_verifier
+from rlscale.verifiers import format as format_verifier
 
 log = logging.getLogger("rlscale")
 
@@ -282,7 +282,7 @@ class Orchestrator:
         the learner trains on exactly what was sampled; the environment's tokens are masked out.
         Environment time is part of the rollout time here.
         """
-        from envs.episodes import run_episodes
+        from rlscale.envs.episodes import run_episodes
 
         G, tok = self.cfg.rollout.group_size, self.tokenizer
         pairs = [(self.env, task) for task in tasks for _ in range(G)]

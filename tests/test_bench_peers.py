@@ -93,8 +93,8 @@ def _e2e_cfg(model_dir, tmp_path, *sets):
 
 
 def test_trl_trainer_mirrors_our_config(tiny_model_dir, tmp_path):
-    from envs import make_env
     from rlscale import bench
+    from rlscale.envs import make_env
     from rlscale.orchestrator import _seed
 
     cfg = _e2e_cfg(tiny_model_dir, tmp_path, "learner.lr=3e-4", "learner.warmup_steps=2")

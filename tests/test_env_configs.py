@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from envs import make_env
 from rlscale.config import load_config
+from rlscale.envs import make_env
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from envs import make_env
-from envs.base import Task
-from envs.humaneval import problems
+from rlscale.envs import make_env
+from rlscale.envs.base import Task
+from rlscale.envs.humaneval import problems
 
 # Two sandboxes at once: this machine has two cores, shared with other work.
 POOL = 2

@@ -14,8 +14,8 @@ import pyarrow
 import pyarrow.parquet
 import pytest
 
-from envs import make_env
-from envs.base import Task
+from rlscale.envs import make_env
+from rlscale.envs.base import Task
 
 GSM_ROWS = [
     {"question": "Ann has 3 apples and buys 4 more. How many now?", "answer": "3+4=7\n#### 7"},

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from envs import make_env
-from envs.mixture import Mixture
+from rlscale.envs import make_env
+from rlscale.envs.mixture import Mixture
 
 COMPONENTS = [
     {"name": "arithmetic", "weight": 3, "kwargs": {"digits": 1}},

@@ -10,10 +10,10 @@ import gymnasium
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from envs import make_env
-from envs.base import Environment, MultiTurnEnvironment, SingleTurnEpisode, Task, as_episode
-from envs.episodes import run_episodes
-from verifiers import Verdict
+from rlscale.envs import make_env
+from rlscale.envs.base import Environment, MultiTurnEnvironment, SingleTurnEpisode, Task, as_episode
+from rlscale.envs.episodes import run_episodes
+from rlscale.verifiers import Verdict
 
 
 def binary_search_policy(transcripts):

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from envs import make_env
-from envs.physics import KINDS
-from verifiers.physics import parse_quantity
+from rlscale.envs import make_env
+from rlscale.envs.physics import KINDS
+from rlscale.verifiers.physics import parse_quantity
 
 NUMBER = r"(\d+(?:\.\d+)?)"
 

@@ -52,16 +52,20 @@ def readme_run_command() -> tuple[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def readme_reverse(tmp_path_factory):
-    """Follow README: its file as envs/reverse.py (in a copy of envs/ run from its folder, so that
-    it comes first on the path and the repository stays untouched), then its run command's config."""
+    """Follow README: its file as envs/reverse.py (in a copy of the package's folders run from
+    their parent, so that it comes first on the path and the repository stays untouched; envs/ is
+    linked into the package as rlscale/envs, as in the repository), then its run command's config."""
     root = tmp_path_factory.mktemp("readme")
-    shutil.copytree(REPO / "envs", root / "envs", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("rlscale", "envs", "verifiers"):
+        shutil.copytree(
+            REPO / folder, root / folder, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
     (root / "envs" / "reverse.py").write_text(readme_example())
     config, overrides = readme_run_command()
     code = """
         import json, random
-        import envs
-        from envs import env_class, env_names, make_env
+        import rlscale.envs as envs
+        from rlscale.envs import env_class, env_names, make_env
         from rlscale.config import load_config
 
         env = make_env("reverse", length=6)
@@ -75,6 +79,7 @@ def readme_reverse(tmp_path_factory):
             config_error = str(error)
         print(json.dumps({
             "envs_path": envs.__file__,
+            "reverse_path": __import__("sys").modules[env_class("reverse").__module__].__file__,
             "registered": "reverse" in env_names(),
             "description": env_class("reverse").description,
             "prompts": [t.prompt for t in tasks],
@@ -95,6 +100,7 @@ def readme_reverse(tmp_path_factory):
 def test_readme_reverse_example_works_as_written(readme_reverse):
     result = readme_reverse
     assert result["envs_path"].startswith(result["root"])  # README's file, not a stand-in
+    assert result["reverse_path"] == f"{result['root']}/rlscale/envs/reverse.py"
     assert result["registered"] and result["description"] == "reverse a string of letters"
     prompts = result["prompts"]
     assert prompts[0] == prompts[1] != prompts[2]  # seeded
@@ -114,8 +120,8 @@ def test_readme_run_command_builds_the_reverse_env(readme_reverse):
 PLUGIN_ENV = """
 import random
 
-from envs.base import Environment, Task
-from verifiers import Verdict
+from rlscale.envs.base import Environment, Task
+from rlscale.verifiers import Verdict
 
 
 class MyTask(Environment):
@@ -169,7 +175,7 @@ def test_entry_point_plugin_is_registered_and_usable(installed_plugin):
     result = run_python(
         """
         import json, random
-        from envs import env_class, env_names, make_env
+        from rlscale.envs import env_class, env_names, make_env
 
         env = make_env("mytask", upto=3)
         task = env.sample(random.Random(0))
@@ -197,7 +203,7 @@ def test_rlscale_envs_lists_every_environment_with_its_description(installed_plu
     registry = run_python(
         """
         import json
-        from envs import env_class, env_names
+        from rlscale.envs import env_class, env_names
         print(json.dumps({name: env_class(name).description for name in env_names()}))
         """
     )

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from envs import make_env
+from rlscale.envs import make_env
 
 
 def test_dataset_by_name_with_its_own_kwargs_and_seed():

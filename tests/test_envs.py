@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from envs import env_names, make_env
-from envs.countdown import evaluate
+from rlscale.envs import env_names, make_env
+from rlscale.envs.countdown import evaluate
 
 
 def test_registry_lists_builtins():
@@ -47,7 +47,7 @@ def test_arithmetic_is_seeded_and_correct():
 )
 def test_arithmetic_verdicts(response, correct):
     env = make_env("arithmetic")
-    from envs.base import Task
+    from rlscale.envs.base import Task
 
     verdict = env.score(Task("37+45=", "82"), response)
     assert verdict.correct is correct and verdict.score == float(correct)
@@ -79,7 +79,7 @@ def test_countdown_demonstrations_reach_the_target():
     ],
 )
 def test_countdown_verdicts(response, correct, reason):
-    from envs.base import Task
+    from rlscale.envs.base import Task
 
     env = make_env("countdown")
     task = Task("3 5 7 to 22:", "3*5+7", {"numbers": [3, 5, 7], "target": 22})

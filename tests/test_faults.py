@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from envs import register
-from envs.arithmetic import Arithmetic
 from rlscale import checkpoint
+from rlscale.envs import register
+from rlscale.envs.arithmetic import Arithmetic
 from rlscale.errors import RunStopped
 from rlscale.telemetry import MetricsWriter, TelemetryError, load_metrics
 

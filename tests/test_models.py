@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from envs import make_env
+from rlscale.envs import make_env
 from rlscale.models import BUILTIN_SIZES, build_model, build_tokenizer, resolve_builtin
 
 

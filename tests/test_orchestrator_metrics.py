@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from envs.base import Task
+from rlscale.envs.base import Task
 from rlscale.orchestrator import Scores, _per_env_metrics
 
 

@@ -13,7 +13,7 @@ import warnings
 import psutil
 import pytest
 
-from verifiers import Verdict, code
+from rlscale.verifiers import Verdict, code
 
 HOSTILE_TIMEOUT_S = 2.0
 SLACK_S = 4.0  # start-up and teardown beyond the timeout

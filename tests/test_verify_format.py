@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from verifiers.format import FORMAT_PATTERN, verify
+from rlscale.verifiers.format import FORMAT_PATTERN, verify
 
 WELL_FORMATTED = [
     "<think>2 + 2 is 4</think><answer>4</answer>",

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from verifiers import math as math_verifier
-from verifiers.math import extract_answer, verify
+from rlscale.verifiers import math as math_verifier
+from rlscale.verifiers.math import extract_answer, verify
 
 HUGE_NUMBER = "9" * 20_000
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from verifiers.physics import parse_quantity, verify
+from rlscale.verifiers.physics import parse_quantity, verify
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,9 @@ class Verdict:
     score: float  # in [0, 1]
     correct: bool
     reason: str
+    # hack surfaces the response touched (e.g. "exit-before-tests", "settrace"): counted per step
+    # as `verifier/hack_suspects`, information for the researcher and never part of the score
+    flags: tuple[str, ...] = ()
 
     @classmethod
     def right(cls, reason: str = "correct") -> "Verdict":

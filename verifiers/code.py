@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
-from verifiers import Verdict
+from rlscale.verifiers import Verdict
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 1024
@@ -109,14 +109,10 @@ def verify_many(
     items = list(items)
     workers = max(1, min(max_workers or os.cpu_count() or 1, len(items) or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(
-            pool.map(lambda item: verify(*item, timeout_s=timeout_s, memory_mb=memory_mb), items)
-        )
+        return list(pool.map(lambda item: verify(*item, timeout_s=timeout_s, memory_mb=memory_mb), items))
 
 
-def _run(
-    source: str, first_test_line: int, timeout_s: float, memory_mb: int, *, use_bwrap: bool
-) -> Verdict:
+def _run(source: str, first_test_line: int, timeout_s: float, memory_mb: int, *, use_bwrap: bool) -> Verdict:
     scratch_dir = tempfile.TemporaryDirectory(prefix="rlscale-sandbox-", ignore_cleanup_errors=True)
     with scratch_dir as scratch, ExitStack() as fds:
 

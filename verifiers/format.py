@@ -5,13 +5,11 @@ Exactly one of each tag, in that order; only whitespace around and between the t
 
 import re
 
-from verifiers import Verdict
+from rlscale.verifiers import Verdict
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 _NO_TAG = r"(?:(?!</?think>|</?answer>).)*"
-FORMAT_PATTERN = re.compile(
-    rf"\A\s*<think>{_NO_TAG}</think>\s*<answer>{_NO_TAG}</answer>\s*\Z", re.DOTALL
-)
+FORMAT_PATTERN = re.compile(rf"\A\s*<think>{_NO_TAG}</think>\s*<answer>{_NO_TAG}</answer>\s*\Z", re.DOTALL)
 
 
 def verify(response: str) -> Verdict:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-from verifiers import Verdict
+from rlscale.verifiers import Verdict
 
 DEFAULT_TIMEOUT_S = 3.0
 MAX_ANSWER_CHARS = 1000
@@ -53,9 +53,7 @@ _NESTING_TOKEN = re.compile(r"(?:\^|\*\*)\s*[({\[]|\^|\*\*|[({\[]|[)}\]]")
 # --- extraction -------------------------------------------------------------------------------
 
 
-def extract_answer(
-    response: str, *, fallback: Callable[[str], str | None] | None = None
-) -> str | None:
+def extract_answer(response: str, *, fallback: Callable[[str], str | None] | None = None) -> str | None:
     """The final answer of a response, or None.
 
     Inside the last <answer>…</answer> if there is one; there or else in the whole response,
@@ -264,7 +262,7 @@ def _stop_idle_workers() -> None:
 
 # The worker imports what this process can: this package first, then this process's path.
 _WORKER_PATH = [str(Path(__file__).resolve().parents[1]), *map(os.path.abspath, sys.path)]
-_WORKER_BOOT = f"import sys; sys.path[:] = {_WORKER_PATH!r}; import verifiers.math as m; m._serve()"
+_WORKER_BOOT = f"import sys; sys.path[:] = {_WORKER_PATH!r}; import rlscale.verifiers.math as m; m._serve()"
 
 
 class _Worker:

@@ -14,8 +14,8 @@ import re
 
 import pint
 
-from verifiers import Verdict
-from verifiers import math as math_verifier
+from rlscale.verifiers import Verdict
+from rlscale.verifiers import math as math_verifier
 
 MAX_ANSWER_CHARS = 500
 MAX_UNITS_CHARS = 60
