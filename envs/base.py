@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import random
 import string
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,16 +35,14 @@ class Environment:
 
     name: str = ""
     description: str = ""
+    action_stop: tuple[str, ...] = ()  # text that ends a response besides the model's EOS
+    uses_sandbox: bool = False  # runs model-written code: the run refuses to start unsandboxed
 
     def sample(self, rng: random.Random) -> Task:
         raise NotImplementedError
 
     def score(self, task: Task, response: str) -> Verdict:
         raise NotImplementedError
-
-    def score_many(self, pairs: Iterable[tuple[Task, str]]) -> list[Verdict]:
-        """score() for each (task, response); environments with slow verifiers run them in parallel."""
-        return [self.score(task, response) for task, response in pairs]
 
     def demonstration(self, task: Task) -> str:
         return task.answer
@@ -72,6 +69,7 @@ class MultiTurnEnvironment(gymnasium.Env):
     # where an action ends: the policy stops generating there (e.g. vLLM's `stop`), so the model
     # does not go on to write the environment's reply itself
     action_stop: tuple[str, ...] = ()
+    uses_sandbox: bool = False  # runs model-written code: the run refuses to start unsandboxed
     metadata = {"render_modes": []}
     observation_space = TEXT_SPACE
     action_space = TEXT_SPACE

@@ -7,16 +7,15 @@
     ])
 
 Every task is tagged `task.meta["env"]` with its component's label (the env name unless
-given; labels must be unique), so metrics can be split per environment; `score`,
-`score_many` and `demonstration` go to the component that made the task. Components are
+given; labels must be unique), so metrics can be split per environment; `score` and
+`demonstration` go to the component that made the task. Components are
 single-turn environments.
 """
 
 from __future__ import annotations
 
 import random
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from rlscale.envs import make_env, register
@@ -46,6 +45,7 @@ class Mixture(Environment):
                 raise ValueError(f"mixture component {name!r} is not a single-turn Environment")
             self.envs[label] = env
         self.labels = labels
+        self.uses_sandbox = any(env.uses_sandbox for env in self.envs.values())
         self.weights = [weight for *_, weight, _ in specs]
 
     def sample(self, rng: random.Random) -> Task:
@@ -55,18 +55,6 @@ class Mixture(Environment):
 
     def score(self, task: Task, response: str) -> Verdict:
         return self.envs[task.meta["env"]].score(task, response)
-
-    def score_many(self, pairs: Iterable[tuple[Task, str]]) -> list[Verdict]:
-        """Each component scores its own tasks in one batch (so slow verifiers stay parallel)."""
-        pairs = list(pairs)
-        by_env = defaultdict(list)
-        for index, (task, _) in enumerate(pairs):
-            by_env[task.meta["env"]].append(index)
-        verdicts: list[Verdict | None] = [None] * len(pairs)
-        for label, indices in by_env.items():
-            for index, verdict in zip(indices, self.envs[label].score_many(pairs[i] for i in indices)):
-                verdicts[index] = verdict
-        return verdicts
 
     def demonstration(self, task: Task) -> str:
         return self.envs[task.meta["env"]].demonstration(task)

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
+from rlscale import metric_names as M
+from rlscale.metric_names import STEP_PARTS
+
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-STEP_PARTS = ("rollout", "verify", "learn", "sync")
 
 
 def _opt(args, name: str, default):
@@ -86,8 +88,8 @@ def bench_rollout(args) -> dict:
     import ray
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlscale.orchestrator import init_ray
-    from rlscale.rollout import RolloutWorker
+    from rlscale.cluster import init_ray
+    from rlscale.rollout import RolloutActor, Sampling
 
     model_dir = _bench_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -95,7 +97,7 @@ def bench_rollout(args) -> dict:
     n, max_tokens, temp = _opt(args, "group_size", 8), _opt(args, "max_tokens", 32), 1.0
     init_ray(None, 1)
     threads = str(os.cpu_count())
-    worker = RolloutWorker.options(
+    worker = RolloutActor.options(
         num_cpus=0, runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "VLLM_LOGGING_LEVEL": "ERROR"}}
     ).remote(str(model_dir), seed=0, max_model_len=max(map(len, prompts)) + max_tokens + 8, kv_cache_gib=1)
 
@@ -104,11 +106,8 @@ def bench_rollout(args) -> dict:
             worker.generate.remote(
                 prompts,
                 n=n,
-                temperature=temp,
-                top_p=1.0,
-                max_tokens=max_tokens,
+                sampling=Sampling(temperature=temp, top_p=1.0, max_tokens=max_tokens, ignore_eos=True),
                 seeds=list(range(len(prompts))),
-                ignore_eos=True,
             )
         )
         return sum(len(s.token_ids) for g in groups for s in g)
@@ -160,15 +159,15 @@ def step_breakdown(frame, *, skip_first: int = 0) -> dict:
     first step's total is its own value). Shares are time-weighted: sum of a part over the steps
     divided by the sum of the totals. `skip_first` leaves out warm-up steps.
     """
-    wall = frame["time/wall_s"].astype(float)
+    wall = frame[M.WALL_S].astype(float)
     totals = wall.diff().fillna(wall.iloc[0])
     rows = slice(skip_first, None)
     total = float(totals.iloc[rows].sum())
-    seconds = {part: float(frame[f"time/{part}_s"].iloc[rows].astype(float).sum()) for part in STEP_PARTS}
+    seconds = {part: float(frame[M.step_time(part)].iloc[rows].astype(float).sum()) for part in STEP_PARTS}
     seconds["other"] = total - sum(seconds.values())
     steps = frame["step"].iloc[rows]
     n = len(steps)
-    busy = frame["time/learner_busy_s"].iloc[rows].astype(float) if "time/learner_busy_s" in frame else None
+    busy = frame[M.LEARNER_BUSY_S].iloc[rows].astype(float) if M.LEARNER_BUSY_S in frame else None
     return {
         # the learner's own time; above "learn" only where the update overlapped sampling
         "learner_busy_s": float(busy.mean()) if busy is not None else math.nan,
@@ -207,7 +206,7 @@ def bench_breakdown(args) -> dict:
         frame = load_metrics(args.run_dir)
     except FileNotFoundError as err:
         raise TelemetryError(str(err)) from None
-    if frame.empty or "time/wall_s" not in frame:
+    if frame.empty or M.WALL_S not in frame:
         raise TelemetryError(f"{args.run_dir}: metrics.jsonl holds no timed steps")
     result = {"run_dir": str(args.run_dir), **step_breakdown(frame, skip_first=_opt(args, "skip_steps", 0))}
     print(f"step breakdown  {args.run_dir}")
@@ -237,18 +236,14 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, *, n: int, repeats: in
 
 def _learner_batch(tokenizer, prompts: int, group: int, max_tokens: int, vocab: int, seed: int = 0):
     """A GRPO batch: prompts x group responses of varied length (1..max_tokens), 0/1 rewards."""
-    from rlscale.learner import Batch
+    from rlscale.batch import Batch, Group, Sample
 
     rng = random.Random(seed)
-    batch = Batch([], [], [], [], [])
-    for i, prompt in enumerate(_prompts(tokenizer, prompts)):
-        for _ in range(group):
-            length = rng.randint(1, max_tokens)
-            batch.prompts.append(prompt)
-            batch.responses.append([rng.randrange(3, vocab) for _ in range(length)])  # past pad/eos/unk
-            batch.sampler_logprobs.append([-1.0] * length)
-            batch.rewards.append(float(rng.random() < 0.5))
-            batch.group_ids.append(i)
+    batch = Batch()
+    for prompt in _prompts(tokenizer, prompts):
+        lengths = [rng.randint(1, max_tokens) for _ in range(group)]
+        samples = [Sample([rng.randrange(3, vocab) for _ in range(n)], [-1.0] * n, False) for n in lengths]
+        batch.groups.append(Group(prompt, samples, [float(rng.random() < 0.5) for _ in range(group)]))
     return batch
 
 
@@ -258,13 +253,13 @@ def _attention_flops(batch, layers: int, attn_width: int) -> float:
     A query attends to the keys up to itself: QK^T and AV take 2 w FLOPs per (query, key) pair
     each forward, backward twice that, so 12 w per pair. A group's prompt is computed once.
     """
-    pairs, seen = 0, set()
-    for prompt, response, group in zip(batch.prompts, batch.responses, batch.group_ids):
-        p, r = len(prompt), len(response)
-        if group not in seen:
-            seen.add(group)
-            pairs += p * (p + 1) // 2
-        pairs += r * p + r * (r + 1) // 2
+    pairs = 0
+    for group in batch.groups:
+        p = len(group.prompt)
+        pairs += p * (p + 1) // 2
+        for sample in group.samples:
+            r = len(sample.token_ids)
+            pairs += r * p + r * (r + 1) // 2
     return float(12 * layers * attn_width * pairs)
 
 
@@ -272,8 +267,9 @@ def bench_learner(args) -> dict:
     """Learner training tokens/s and FLOP/s against the matmul peak measured in the same run."""
     from transformers import AutoTokenizer
 
+    from rlscale import accounting
     from rlscale.config import load_config
-    from rlscale.learner import LearnerCore
+    from rlscale.learner import Learner
 
     cfg = load_config(_opt(args, "config", DEMO_CONFIG), [f"model={args.model}", *(args.set or [])])
     prompts, group = _opt(args, "prompts", 64), _opt(args, "group_size", 8)
@@ -281,10 +277,10 @@ def bench_learner(args) -> dict:
     torch.set_num_threads(_threads())
     model_dir = _bench_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    learner = LearnerCore(
+    learner = Learner(
         str(model_dir),
-        algo=cfg.algo.model_dump(),
-        learner=cfg.learner.model_dump(),
+        algo=cfg.algo,
+        learner=cfg.learner,
         seed=cfg.trainer.seed,
         max_tokens=max_tokens,
     )
@@ -299,15 +295,11 @@ def bench_learner(args) -> dict:
         start = time.perf_counter()
         stats = learner.update(batch)  # ends with .item() calls: the device has finished
         times.append(time.perf_counter() - start)
-        tokens += stats["tokens/trained"]
+        tokens += stats[M.TOKENS_TRAINED]
     elapsed = sum(times)
-    # one forward+backward per epoch (6N per token); extra no-grad passes (reference model,
-    # frozen old log-probs) cost 2N per token each, as rlscale counts `compute/flops`
-    algo = cfg.algo
-    ref_passes = algo.ppo_epochs if algo.kl_coef else 0
-    extra_passes = ref_passes + int(algo.ppo_epochs > 1 or algo.mini_batches > 1)
-    n = learner.n_params
-    flops_6n = (6 * algo.ppo_epochs + 2 * extra_passes) * n * tokens
+    # the learner's passes as the run counts them in `compute/flops` (rlscale.accounting)
+    algo, n = cfg.algo, learner.n_params
+    flops_6n = sum(accounting.learner_passes(algo).values()) * n * tokens
     head_dim = getattr(mcfg, "head_dim", None) or mcfg.hidden_size // mcfg.num_attention_heads
     attn = _attention_flops(batch, mcfg.num_hidden_layers, mcfg.num_attention_heads * head_dim)
     flops_attn = flops_6n + attn * algo.ppo_epochs * repeats
@@ -322,7 +314,7 @@ def bench_learner(args) -> dict:
         "dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
         "algo": algo.name,
-        "sequences": len(batch.prompts),
+        "sequences": len(batch),
         "prompts": prompts,
         "group_size": group,
         "max_tokens": max_tokens,
@@ -331,7 +323,7 @@ def bench_learner(args) -> dict:
         "timed_updates": repeats,
         "update_s": statistics.median(times),
         "tokens_per_s": tokens / elapsed,
-        "flops_counting": "6*N*tokens per update (N = all parameters), +2*N*tokens per extra no-grad pass",
+        "flops_counting": "rlscale.accounting.learner_passes: 6N/token forward+backward, 2N no-grad",
         "model_flops_per_update": flops_6n / repeats,
         "achieved_flops_per_s": achieved,
         "achieved_flops_per_s_with_attention": flops_attn / elapsed,
@@ -343,7 +335,7 @@ def bench_learner(args) -> dict:
     }
     print(
         f"learner bench  model={args.model} ({n / 1e6:.2f}M params)  {result['device']} {result['dtype']}  "
-        f"{len(batch.prompts)} sequences ({prompts} prompts x {group}), "
+        f"{len(batch)} sequences ({prompts} prompts x {group}), "
         f"{result['tokens_per_update']:.0f} tokens/update\n"
         f"  update                 {result['update_s']:>10.3f} s"
         f" (median of {repeats}, after {warmup} warm-up)\n"
@@ -409,8 +401,9 @@ def trl_settings(cfg) -> dict:
     if unmatched:
         raise ConfigError("bench e2e: TRL's GRPOTrainer cannot mirror " + "; ".join(unmatched))
     batch = r.prompts_per_step * r.group_size
+    from rlscale.models import resolve_dtype
+
     cuda = torch.cuda.is_available()
-    dtype = lr.dtype if lr.dtype != "auto" else ("bfloat16" if cuda else "float32")  # as LearnerCore
     return dict(
         num_generations=r.group_size,
         per_device_train_batch_size=batch,  # one optimizer step per generation batch, like ours
@@ -437,18 +430,18 @@ def trl_settings(cfg) -> dict:
         shuffle_dataset=False,  # prompts in the order our orchestrator draws them
         gradient_checkpointing=False,  # ours keeps activations; TRL's default would recompute them
         use_cpu=not cuda,
-        bf16=dtype == "bfloat16",  # the learner's dtype: fp32 on CPU, bf16 on GPUs
+        bf16=resolve_dtype(lr.dtype) == torch.bfloat16,  # the learner's dtype: fp32 on CPU, bf16 on GPUs
         use_vllm=False,
     )
 
 
 def _step_tasks(cfg, env) -> list:
     """The tasks our orchestrator draws, step after step (same env, seed and per-step RNG)."""
-    from rlscale.orchestrator import _seed
+    from rlscale.collect import derived_seed
 
     tasks = []
     for step in range(1, cfg.trainer.steps + 1):
-        rng = random.Random(_seed(cfg.trainer.seed, "tasks", step))
+        rng = random.Random(derived_seed(cfg.trainer.seed, "tasks", step))
         tasks += [env.sample(rng) for _ in range(cfg.rollout.prompts_per_step)]
     return tasks
 
@@ -563,7 +556,7 @@ def run_ours(cfg) -> dict:
     ends, rewards = [], []
     try:
         for step in tqdm(range(1, cfg.trainer.steps + 1), desc="rlscale", unit="step", leave=False):
-            rewards.append(orch.step(step)["reward/mean"])
+            rewards.append(orch.step(step)[M.REWARD])
             ends.append(time.perf_counter())
         orch.metrics.close()
         orch.sinks.close()

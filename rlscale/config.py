@@ -12,7 +12,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rlscale.presets import (
+    ADVANTAGE_SCALING,
+    ALGO_PRESETS,
+    AdvantageName,
+    AdvantageScaling,
+    LossAggregation,
+    PolicyLossName,
+)
+
 GROUP_RELATIVE = ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline", "batch_norm")
+X_AXES = Literal["flops", "hours", "steps", "tokens", "samples", "wall"]  # rlscale.fitting.X_AXES
 
 
 class ConfigError(ValueError):
@@ -32,12 +42,17 @@ class EnvConfig(_Strict):
 
 
 class AlgoConfig(_Strict):
-    """`name` picks a preset (rlscale.presets); any other field set here overrides it."""
+    """`name` picks a preset (rlscale.presets); any other field set here overrides it.
+
+    Names are checked against the registries (unknown ones are refused with the valid list), and
+    a value set where it does nothing (a critic option without a critic, a Clip-Cov option with
+    another loss, ...) is refused rather than silently ignored.
+    """
 
     name: str = "grpo"
-    advantage: str | None = None
-    policy_loss: str | None = None
-    loss_agg: str | None = None
+    advantage: AdvantageName | None = None
+    policy_loss: PolicyLossName | None = None
+    loss_agg: LossAggregation | None = None
     eps_low: float | None = Field(None, ge=0)
     eps_high: float | None = Field(None, ge=0)
     kl_coef: float | None = Field(None, ge=0)
@@ -50,7 +65,7 @@ class AlgoConfig(_Strict):
     gamma: float | None = Field(None, ge=0, le=1)
     lam: float | None = Field(None, ge=0, le=1)
     value_clip: float | None = Field(None, ge=0)
-    norm_adv: Literal["group", "batch", "none"] | None = None
+    norm_adv: AdvantageScaling | None = None
     ppo_epochs: int | None = Field(None, ge=1)
     mini_batches: int | None = Field(None, ge=1)
     # not part of the presets: off or neutral unless set
@@ -58,6 +73,62 @@ class AlgoConfig(_Strict):
     vf_coef: float = Field(0.5, ge=0)
     tis_cap: float | None = Field(None, gt=0)  # truncated IS for sampler/learner mismatch
     ref_reset_every: int = Field(0, ge=0)  # ProRL: reference <- policy every N updates
+    dual_clip: float | None = Field(None, gt=1)  # ppo_clip: dual-clip PPO (Ye et al. 2020)
+    clip_cov_ratio: float = Field(2e-4, gt=0, le=1)  # clip_cov: share of tokens detached
+    clip_cov_lb: float = 1.0  # clip_cov: covariance window (lb, ub) of the detached tokens
+    clip_cov_ub: float = 5.0
+    kl_cov_ratio: float = Field(2e-3, gt=0, le=1)  # kl_cov: share of tokens penalised
+    kl_cov_coef: float = Field(1.0, ge=0)  # kl_cov: weight of |log pi - log pi_old|
+
+
+# algo keys that only act under a condition: (condition in words, test of the resolved algo)
+_APPLIES_ONLY = {
+    **dict.fromkeys(
+        ("gamma", "lam", "value_clip", "vf_coef", "critic_mode"),
+        ("with a critic (algo.critic=true)", lambda a: a.critic),
+    ),
+    **dict.fromkeys(
+        ("kl_estimator", "kl_in_reward", "ref_reset_every"),
+        ("with a reference model (algo.kl_coef > 0)", lambda a: a.kl_coef > 0),
+    ),
+    "dual_clip": ("with policy_loss ppo_clip", lambda a: a.policy_loss == "ppo_clip"),
+    **dict.fromkeys(
+        ("clip_cov_ratio", "clip_cov_lb", "clip_cov_ub"),
+        ("with policy_loss clip_cov", lambda a: a.policy_loss == "clip_cov"),
+    ),
+    **dict.fromkeys(
+        ("kl_cov_ratio", "kl_cov_coef"), ("with policy_loss kl_cov", lambda a: a.policy_loss == "kl_cov")
+    ),
+    **dict.fromkeys(
+        ("eps_low", "eps_high"), ("with a clipped loss (not kl_cov)", lambda a: a.policy_loss != "kl_cov")
+    ),
+}
+
+
+def _resolve_algo(algo: AlgoConfig) -> None:
+    """Fill the preset into `algo` in place; refuse values that would do nothing."""
+    preset = ALGO_PRESETS[algo.name]
+    user_set = {k for k in algo.model_fields_set if getattr(algo, k) is not None}
+    for key, value in preset.items():
+        if getattr(algo, key) is None:
+            object.__setattr__(algo, key, value)
+    if algo.advantage == "gae":
+        if not algo.critic:
+            raise ValueError("algo.critic: advantage 'gae' needs a critic (algo.critic=true)")
+    elif "norm_adv" not in user_set:  # the scaling the chosen estimator applies
+        object.__setattr__(algo, "norm_adv", ADVANTAGE_SCALING[algo.advantage])
+    elif algo.norm_adv != ADVANTAGE_SCALING[algo.advantage]:
+        fits = sorted(k for k, v in ADVANTAGE_SCALING.items() if v == algo.norm_adv)
+        raise ValueError(
+            f"algo.norm_adv: advantage {algo.advantage!r} applies {ADVANTAGE_SCALING[algo.advantage]!r} "
+            f"scaling itself; norm_adv chooses the scaling only for 'gae' (for {algo.norm_adv!r} "
+            f"scaling choose advantage {' or '.join(fits)})"
+        )
+    defaults = {k: f.default for k, f in AlgoConfig.model_fields.items()}
+    for key in sorted(user_set):
+        if key in _APPLIES_ONLY and not _APPLIES_ONLY[key][1](algo):
+            if getattr(algo, key) != preset.get(key, defaults[key]):
+                raise ValueError(f"algo.{key}: does nothing here; it is used only {_APPLIES_ONLY[key][0]}")
 
 
 class RolloutConfig(_Strict):
@@ -108,7 +179,7 @@ class ScalingConfig(_Strict):
     """The run refits its own curves every `refit_every` steps (rlscale.fitting.live_refit)."""
 
     refit_every: int = Field(0, ge=0)  # 0 = off
-    x: Literal["flops", "hours", "steps", "tokens", "samples", "wall"] = "flops"
+    x: X_AXES = "flops"
     early_stop_min_gain: float | None = Field(None, ge=0)  # stop when predicted gain is below this
 
 
@@ -117,8 +188,21 @@ class TelemetryConfig(_Strict):
 
 
 class VerifyConfig(_Strict):
-    timeout_s: float = Field(30.0, gt=0)  # per response; past it the sample scores 0
+    # per response, from when its check starts (not from when it was queued); past it: score 0
+    timeout_s: float = Field(30.0, gt=0)
     workers: int = Field(4, ge=1)
+    # code environments refuse to start without the bubblewrap sandbox unless this is true
+    allow_unsandboxed: bool = False
+
+
+class PromptConfig(_Strict):
+    """How a task becomes the tokens the model sees (rlscale.prompts)."""
+
+    # auto: the tokenizer's chat template when it has one, else raw text; chat: the template
+    # (an error without one); raw: the task's text as it is; r1_zero: DeepSeek-R1-Zero's
+    # base-model template with <think>/<answer>
+    template: Literal["auto", "chat", "raw", "r1_zero"] = "auto"
+    system: str | None = None  # a system message (chat) or preamble (raw, r1_zero)
 
 
 class BuiltinModelConfig(_Strict):
@@ -140,6 +224,7 @@ class RunConfig(_Strict):
     output_dir: str = "runs"
     model: str = "builtin:tiny"
     env: EnvConfig = Field(default_factory=EnvConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
@@ -159,15 +244,12 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _fill_preset_and_check(self) -> RunConfig:
         from rlscale.envs import env_names
-        from rlscale.presets import ALGO_PRESETS
 
         if self.algo.name not in ALGO_PRESETS:
             raise ValueError(
                 f"algo.name: unknown preset {self.algo.name!r}; choose from {sorted(ALGO_PRESETS)}"
             )
-        for key, value in ALGO_PRESETS[self.algo.name].items():
-            if getattr(self.algo, key) is None:
-                object.__setattr__(self.algo, key, value)
+        _resolve_algo(self.algo)
         if self.env.name not in env_names():
             raise ValueError(f"env.name: unknown environment {self.env.name!r}; choose from {env_names()}")
         group_relative = self.algo.advantage in GROUP_RELATIVE
@@ -178,8 +260,6 @@ class RunConfig(_Strict):
             )
         if not self.model.startswith("builtin:") and not (Path(self.model) / "config.json").is_file():
             raise ValueError(f"model: {self.model!r} is neither builtin:<size> nor a local HF model dir")
-        if self.algo.advantage == "gae" and not self.algo.critic:
-            raise ValueError("algo.critic: advantage 'gae' needs a critic (algo.critic=true)")
         if self.trainer.off_policy_steps and (self.rollout.temperature != 1.0 or self.rollout.top_p != 1.0):
             raise ValueError(
                 "trainer.off_policy_steps: the stale batch's PPO ratio uses the sampler's log-probs, "

@@ -1,4 +1,4 @@
-"""pass@k over an evaluation set, and the metric names a run logs it under.
+"""Evaluation: pass@k of the current policy on a fixed task set, and the columns it is logged in.
 
 An evaluation draws n samples for each of a fixed set of tasks and counts the correct ones
 per task; pass@k is the mean over tasks of the unbiased estimator `scaling.pass_at_k`.
@@ -9,14 +9,40 @@ draws those columns as pass@k curves.
 
 from __future__ import annotations
 
+import random
 import re
 
 import numpy as np
 
+from rlscale import metric_names as M
 from rlscale.scaling import pass_at_k
 
-PASS_AT_K_PREFIX = "eval/pass@"
 PASS_AT_K_COLUMN = re.compile(r"^eval/pass@(\d+)$")
+
+
+class Evaluator:
+    """A fixed task set drawn with its own seed; `evaluate` samples it with the current engines.
+
+    `collector.play` does the sampling and verification, exactly as for training."""
+
+    def __init__(self, env, cfg):
+        from rlscale.collect import derived_seed
+        from rlscale.rollout import Sampling
+
+        self.cfg = cfg
+        rng = random.Random(derived_seed(cfg.trainer.seed, "eval"))
+        self.tasks = [env.sample(rng) for _ in range(cfg.eval.tasks)]
+        self.sampling = Sampling(
+            temperature=cfg.eval.temperature,
+            top_p=1.0,
+            max_tokens=cfg.rollout.max_tokens,
+            stop=env.action_stop,
+        )
+
+    def evaluate(self, collector, step: int) -> dict[str, float]:
+        n = self.cfg.eval.samples
+        _, scores, _ = collector.play(self.tasks, n, (self.cfg.trainer.seed, "eval", step), self.sampling)
+        return pass_at_k_metrics(scores.correct.sum(1).long().tolist(), n)
 
 
 def default_ks(n: int) -> list[int]:
@@ -35,7 +61,7 @@ def pass_at_k_table(correct_counts, n: int, ks=None) -> dict[int, float]:
 
 def pass_at_k_metrics(correct_counts, n: int, ks=None) -> dict[str, float]:
     """The same table keyed by metric name: {"eval/pass@1": ..., "eval/pass@n": ...}."""
-    return {f"{PASS_AT_K_PREFIX}{k}": v for k, v in pass_at_k_table(correct_counts, n, ks).items()}
+    return {M.pass_at(k): v for k, v in pass_at_k_table(correct_counts, n, ks).items()}
 
 
 def pass_at_k_columns(columns) -> dict[int, str]:

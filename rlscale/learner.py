@@ -8,7 +8,6 @@ and critic models those need), runs forward/backward and steps AdamW.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -20,21 +19,14 @@ from transformers import AutoModelForCausalLM
 
 from rlscale import advantages as adv_lib
 from rlscale import losses
+from rlscale import metric_names as M
+from rlscale.batch import Batch
+from rlscale.config import AlgoConfig, LearnerConfig
+from rlscale.models import resolve_dtype
+from rlscale.packing import Packed, pack
 from rlscale.rollout import FlatWeights
 
 LEARNER_STATE = "learner_state.pt"
-
-
-@dataclass
-class Batch:
-    """Whole groups of sequences, contiguous by group, each with its scalar reward."""
-
-    prompts: list[list[int]]
-    responses: list[list[int]]
-    sampler_logprobs: list[list[float]]
-    rewards: list[float]
-    group_ids: list[int]
-    loss_masks: list[list[float]] | None = None  # 0 on tokens the policy did not write
 
 
 @dataclass
@@ -46,95 +38,11 @@ class _Tensors:
     sampler_logp: torch.Tensor  # [B, T]
     rewards: torch.Tensor  # [B]
     group_ids: torch.Tensor  # [B]
+    group_size: int
     advantages: torch.Tensor | None = None  # [B, T], filled by _advantages
     returns: torch.Tensor | None = None  # [B, T], critic targets (GAE)
     old_values: torch.Tensor | None = None  # [B, T]
     old_logp: torch.Tensor | None = None  # [B, T], frozen when several updates per batch
-
-
-@dataclass
-class Packed:
-    """Sequences packed into rows for one forward pass.
-
-    A group's responses follow one copy of their shared prompt and attend to it and to
-    themselves only (a block-diagonal "tree" mask), so the prompt is computed once per group.
-    """
-
-    input_ids: torch.Tensor  # [R, L]
-    position_ids: torch.Tensor  # [R, L]
-    attention_mask: torch.Tensor  # [R, 1, L, L] additive: 0 where a query may attend, else min
-    gather: torch.Tensor  # [B, T] flat index (into R * L) of the state that predicts token t
-    tokens: int  # real tokens in the rows (what the forward pass computes)
-
-    def to(self, device: torch.device) -> Packed:
-        tensors = (self.input_ids, self.position_ids, self.attention_mask, self.gather)
-        return Packed(*(x.to(device) for x in tensors), self.tokens)
-
-
-def pack(
-    prompts: list[list[int]],
-    responses: list[list[int]],
-    keys: list,
-    *,
-    row_tokens: int,
-    pad_id: int,
-    response_width: int | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> Packed:
-    """Sequences with equal `keys` share their prompt; units fill rows of `row_tokens` first-fit.
-
-    `row_tokens=0` gives every sequence its own row: the plain right-padded batch.
-    """
-    units: dict = {}  # key -> (prompt, [sequence indices])
-    for b, key in enumerate(keys if row_tokens else range(len(prompts))):
-        units.setdefault(key, (prompts[b], []))[1].append(b)
-    sized = sorted(
-        ((len(p) + sum(len(responses[b]) for b in bs), (p, bs)) for p, bs in units.values()),
-        key=lambda su: -su[0],
-    )
-    capacity = max(row_tokens, sized[0][0])
-    rows: list[list] = []  # each: [used tokens, [units]]
-    for size, unit in sized:
-        row = next((r for r in rows if row_tokens and r[0] + size <= capacity), None)
-        if row is None:
-            rows.append(row := [0, []])
-        row[0] += size
-        row[1].append(unit)
-    width = max(r[0] for r in rows)
-    # built as Python lists, one tensor each at the end: per-slice tensor writes cost more
-    ids, pos, unit_of, branch = [], [], [], []  # unit -1: padding; branch -1: shared prompt
-    gather = [[0] * (response_width or max(1, *map(len, responses))) for _ in prompts]
-    for r, (used, row_units) in enumerate(rows):
-        row_ids, row_pos, row_unit, row_branch = [], [], [], []
-        for u, (prompt, members) in enumerate(row_units):
-            p = len(prompt)
-            row_ids += prompt
-            row_pos += range(p)
-            row_unit += [u] * p
-            row_branch += [-1] * p
-            last_prompt = r * width + len(row_ids) - 1
-            for k, b in enumerate(members):
-                n, at = len(responses[b]), r * width + len(row_ids)
-                row_ids += responses[b]
-                row_pos += range(p, p + n)
-                row_unit += [u] * n
-                row_branch += [k] * n
-                # token t is predicted by the state before it: the prompt's last, then t - 1
-                gather[b][:n] = [last_prompt, *range(at, at + n - 1)]
-        pad = width - used
-        ids.append(row_ids + [pad_id] * pad)
-        pos.append(row_pos + [0] * pad)
-        unit_of.append(row_unit + [-1] * pad)
-        branch.append(row_branch + [-2] * pad)
-    ids, pos, gather = (torch.tensor(x, dtype=torch.long) for x in (ids, pos, gather))
-    unit_of, branch = torch.tensor(unit_of), torch.tensor(branch)
-    q, kv = unit_of[:, :, None], unit_of[:, None, :]
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    same_branch = (branch[:, None, :] == -1) | (branch[:, None, :] == branch[:, :, None])
-    allowed = (q == kv) & (kv >= 0) & causal & same_branch
-    allowed |= torch.eye(width, dtype=torch.bool)  # padding attends to itself: no empty softmax rows
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-    return Packed(ids, pos, mask[:, None], gather, int((unit_of >= 0).sum()))
 
 
 def _pad(rows: list[list], value, dtype) -> torch.Tensor:
@@ -142,19 +50,30 @@ def _pad(rows: list[list], value, dtype) -> torch.Tensor:
     return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=dtype)
 
 
-def _call_with_known_kwargs(fn, *args, **kwargs):
-    """Each loss takes its own knobs (clip_cov has no eps for kl_cov, ...): pass the ones it has."""
-    params = inspect.signature(fn).parameters
-    return fn(*args, **{k: v for k, v in kwargs.items() if k in params})
+def policy_loss_options(algo: AlgoConfig) -> dict:
+    """The keyword options of `algo.policy_loss`, from the typed config (every option settable)."""
+    clip = {"eps_low": algo.eps_low, "eps_high": algo.eps_high}
+    return {
+        "ppo_clip": {**clip, "dual_clip": algo.dual_clip},
+        "gspo": clip,
+        "cispo": clip,
+        "clip_cov": {
+            **clip,
+            "clip_ratio": algo.clip_cov_ratio,
+            "clip_cov_lb": algo.clip_cov_lb,
+            "clip_cov_ub": algo.clip_cov_ub,
+        },
+        "kl_cov": {"k_ratio": algo.kl_cov_ratio, "ppo_kl_coef": algo.kl_cov_coef},
+    }[algo.policy_loss]
 
 
-class LearnerCore:
+class Learner:
     def __init__(
         self,
         model_dir: str,
         *,
-        algo: dict,
-        learner: dict,
+        algo: AlgoConfig,
+        learner: LearnerConfig,
         seed: int,
         max_tokens: int,
         off_policy: bool = False,
@@ -165,36 +84,33 @@ class LearnerCore:
         sampler (its log-probs) rather than the current weights."""
         torch.manual_seed(seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = learner.get("dtype", "auto")
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=resolve_dtype(learner.dtype))
         self.model.to(self.device).train()
         self.pad_id = self.model.config.pad_token_id or 0
         self.algo, self.max_tokens, self.off_policy = algo, max_tokens, off_policy
         self.ref = None
-        if algo["kl_coef"] > 0:
+        if algo.kl_coef > 0:
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
         params = list(self.model.parameters())
         self.critic_trunk = self.value_head = None
-        if algo["critic"]:
+        if algo.critic:
             # "separate": its own copy of the trunk; "head": a value head on the policy's trunk
             trunk = self.model.get_decoder()
-            self.critic_trunk = copy.deepcopy(trunk) if algo["critic_mode"] == "separate" else trunk
+            self.critic_trunk = copy.deepcopy(trunk) if algo.critic_mode == "separate" else trunk
             self.value_head = torch.nn.Linear(self.model.config.hidden_size, 1).to(self.device)
             torch.nn.init.zeros_(self.value_head.weight)
             torch.nn.init.zeros_(self.value_head.bias)
-            if algo["critic_mode"] == "separate":
+            if algo.critic_mode == "separate":
                 params += list(self.critic_trunk.parameters())
             params += list(self.value_head.parameters())
         self.params = params
         self.learner_cfg = learner
         self.opt = self._optimizer()
-        warmup = learner["warmup_steps"]
+        warmup = learner.warmup_steps
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
         )
-        self.grad_clip = learner["grad_clip"]
+        self.grad_clip = learner.grad_clip
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.updates = 0
         self._restore(Path(model_dir))
@@ -202,7 +118,7 @@ class LearnerCore:
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.learner_cfg
         return torch.optim.AdamW(
-            self.params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"]
+            self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
         )
 
     def _restore(self, model_dir: Path) -> None:
@@ -223,17 +139,21 @@ class LearnerCore:
 
     # -- batching ------------------------------------------------------------------------
     def _tensors(self, batch: Batch) -> _Tensors:
+        """The batch's groups as right-padded [B, T] tensors, group by group."""
         dev = self.device
+        samples = [(g.prompt, s, r) for g in batch.groups for s, r in zip(g.samples, g.rewards)]
+        responses = [s.token_ids for _, s, _ in samples]
         return _Tensors(
-            prompts=batch.prompts,
-            responses=batch.responses,
-            tokens=_pad(batch.responses, self.pad_id, torch.long).to(dev),
-            mask=_pad(batch.loss_masks or [[1.0] * len(r) for r in batch.responses], 0.0, torch.float32).to(
-                dev
+            prompts=[p for p, _, _ in samples],
+            responses=responses,
+            tokens=_pad(responses, self.pad_id, torch.long).to(dev),
+            mask=_pad([s.mask() for _, s, _ in samples], 0.0, torch.float32).to(dev),
+            sampler_logp=_pad([s.logprobs for _, s, _ in samples], 0.0, torch.float32).to(dev),
+            rewards=torch.tensor([r for _, _, r in samples], dtype=torch.float32, device=dev),
+            group_ids=torch.tensor(
+                [i for i, g in enumerate(batch.groups) for _ in g.samples], dtype=torch.long, device=dev
             ),
-            sampler_logp=_pad(batch.sampler_logprobs, 0.0, torch.float32).to(dev),
-            rewards=torch.tensor(batch.rewards, dtype=torch.float32, device=dev),
-            group_ids=torch.tensor(batch.group_ids, dtype=torch.long, device=dev),
+            group_size=batch.group_size,
         )
 
     def _pack(self, t: _Tensors, rows: torch.Tensor) -> Packed:
@@ -243,7 +163,7 @@ class LearnerCore:
             [t.prompts[b] for b in rows],
             [t.responses[b] for b in rows],
             t.group_ids[rows].tolist(),
-            row_tokens=self.learner_cfg["pack_tokens"],
+            row_tokens=self.learner_cfg.pack_tokens,
             pad_id=self.pad_id,
             response_width=t.tokens.shape[1],
             dtype=self.model.dtype,
@@ -272,16 +192,16 @@ class LearnerCore:
 
         `everything`: the whole batch packed, for the passes some algorithms need here."""
         algo, mask = self.algo, t.mask
-        several_updates = algo["ppo_epochs"] > 1 or algo["mini_batches"] > 1
-        kl_in_reward = self.ref is not None and algo["kl_in_reward"]
+        several_updates = algo.ppo_epochs > 1 or algo.mini_batches > 1
+        kl_in_reward = self.ref is not None and algo.kl_in_reward
         with torch.no_grad():
             logp = None  # an extra forward pass, only when the algorithm needs it
             if several_updates or kl_in_reward:
                 logp = losses.logprobs_from_logits(self._logits(self.model, everything), t.tokens)
             seq_rewards = t.rewards.clone()
-            if algo["overlong_buffer"]:
+            if algo.overlong_buffer:
                 # DAPO's buffer is in tokens of a 20k budget; scale it to this run's budget
-                buffer = min(algo["overlong_buffer"], max(1, self.max_tokens // 4))
+                buffer = min(algo.overlong_buffer, max(1, self.max_tokens // 4))
                 lengths = mask.sum(-1)
                 shaping = adv_lib.overlong_penalty(lengths, max_len=self.max_tokens, buffer_len=buffer)
                 seq_rewards += shaping
@@ -289,23 +209,23 @@ class LearnerCore:
             token_rewards = torch.zeros_like(mask)
             if kl_in_reward:
                 ref_logp = losses.logprobs_from_logits(self._logits(self.ref, everything), t.tokens)
-                kl = losses.kl_penalty(logp, ref_logp, algo["kl_estimator"]) * mask
-                token_rewards -= algo["kl_coef"] * kl
-                stats["kl/ref"] = float(kl.sum() / mask.sum().clamp(min=1))
-            if algo["advantage"] == "gae":
+                kl = losses.kl_penalty(logp, ref_logp, algo.kl_estimator) * mask
+                token_rewards -= algo.kl_coef * kl
+                stats[M.KL_REF] = float(kl.sum() / mask.sum().clamp(min=1))
+            if algo.advantage == "gae":
                 positions = torch.arange(mask.shape[1], device=mask.device)
                 last = (positions * (mask > 0)).argmax(-1)  # the policy's last token
                 token_rewards[torch.arange(len(last)), last] += seq_rewards
                 t.old_values = self._values(everything) * mask
                 adv, t.returns = adv_lib.gae(
-                    token_rewards, t.old_values, mask, gamma=algo["gamma"], lam=algo["lam"]
+                    token_rewards, t.old_values, mask, gamma=algo.gamma, lam=algo.lam
                 )
-                if algo["norm_adv"] == "batch":
+                if algo.norm_adv == "batch":
                     adv = adv_lib.batch_normalized(adv, mask=mask)
             else:
                 seq_rewards += token_rewards.sum(-1)  # KL in the reward, summed per sequence
-                groups = seq_rewards.view(-1, int((t.group_ids == t.group_ids[0]).sum()))
-                adv = adv_lib.ADVANTAGE_ESTIMATORS[algo["advantage"]](groups).reshape(-1, 1) * mask
+                groups = seq_rewards.view(-1, t.group_size)
+                adv = adv_lib.ADVANTAGE_ESTIMATORS[algo.advantage](groups).reshape(-1, 1) * mask
             t.advantages = adv
             if several_updates:
                 t.old_logp = logp  # the policy moves between mini-batches: freeze "old"
@@ -322,23 +242,23 @@ class LearnerCore:
         self._advantages(t, stats, everything)
         collected: dict[str, list[float]] = {}
         skipped = computed = 0
-        for epoch in range(algo["ppo_epochs"]):
-            order = torch.randperm(n) if algo["mini_batches"] > 1 else torch.arange(n)
-            for chunk in order.chunk(algo["mini_batches"]):
-                packed = everything if algo["mini_batches"] == 1 else self._pack(t, chunk)
+        for epoch in range(algo.ppo_epochs):
+            order = torch.randperm(n) if algo.mini_batches > 1 else torch.arange(n)
+            for chunk in order.chunk(algo.mini_batches):
+                packed = everything if algo.mini_batches == 1 else self._pack(t, chunk)
                 computed += packed.tokens if epoch == 0 else 0
                 step_stats, ok = self._step(t, chunk.to(self.device), packed)
                 skipped += not ok
                 for k, v in step_stats.items():
                     collected.setdefault(k, []).append(v)
         stats.update({k: sum(v) / len(v) for k, v in collected.items()})
-        stats["learner/skipped_updates"] = float(skipped)
-        stats["lr"] = self.sched.get_last_lr()[0]
+        stats[M.SKIPPED_IN_UPDATE] = float(skipped)
+        stats[M.LR] = self.sched.get_last_lr()[0]
         self.sched.step()
         self.updates += 1
-        stats["tokens/trained"] = float(computed)  # what one forward pass computes (prompts shared)
-        stats["time/learner_busy_s"] = time.perf_counter() - start
-        if algo["ref_reset_every"] and self.ref is not None and self.updates % algo["ref_reset_every"] == 0:
+        stats[M.TOKENS_TRAINED] = float(computed)  # what one forward pass computes (prompts shared)
+        stats[M.LEARNER_BUSY_S] = time.perf_counter() - start
+        if algo.ref_reset_every and self.ref is not None and self.updates % algo.ref_reset_every == 0:
             self.reset_reference()
             stats["kl/ref_reset"] = 1.0
         return stats
@@ -350,56 +270,50 @@ class LearnerCore:
         logp = losses.logprobs_from_logits(logits, t.tokens[rows])
         entropy = losses.entropy_from_logits(logits.detach())
         old_logp = logp.detach() if t.old_logp is None else t.old_logp[rows]
-        loss_mat, pg_stats = _call_with_known_kwargs(
-            losses.POLICY_LOSSES[algo["policy_loss"]],
-            logp,
-            old_logp,
-            adv,
-            mask,
-            eps_low=algo["eps_low"],
-            eps_high=algo["eps_high"],
+        loss_mat, pg_stats = losses.POLICY_LOSSES[algo.policy_loss](
+            logp, old_logp, adv, mask, **policy_loss_options(algo)
         )
-        if algo["tis_cap"]:
+        if algo.tis_cap:
             loss_mat = loss_mat * losses.truncated_is_weight(
-                old_logp, t.sampler_logp[rows], mask, cap=algo["tis_cap"]
+                old_logp, t.sampler_logp[rows], mask, cap=algo.tis_cap
             )
         agg = dict(group_ids=t.group_ids[rows], max_len=self.max_tokens)
-        loss = losses.aggregate(loss_mat, mask, algo["loss_agg"], **agg)
-        stats = {"loss/policy": float(loss.detach())}
-        if self.ref is not None and not algo["kl_in_reward"]:
+        loss = losses.aggregate(loss_mat, mask, algo.loss_agg, **agg)
+        stats = {M.LOSS_POLICY: float(loss.detach())}
+        if self.ref is not None and not algo.kl_in_reward:
             with torch.no_grad():
                 ref_logp = losses.logprobs_from_logits(self._logits(self.ref, packed), t.tokens[rows])
-            kl_mat = losses.kl_penalty(logp, ref_logp, algo["kl_estimator"])
-            kl = losses.aggregate(kl_mat, mask, algo["loss_agg"], **agg)
-            loss = loss + algo["kl_coef"] * kl
-            stats["kl/ref"] = float(kl.detach())
-        if algo["entropy_coef"]:
-            bonus = losses.aggregate(losses.entropy_from_logits(logits), mask, algo["loss_agg"], **agg)
-            loss = loss - algo["entropy_coef"] * bonus
+            kl_mat = losses.kl_penalty(logp, ref_logp, algo.kl_estimator)
+            kl = losses.aggregate(kl_mat, mask, algo.loss_agg, **agg)
+            loss = loss + algo.kl_coef * kl
+            stats[M.KL_REF] = float(kl.detach())
+        if algo.entropy_coef:
+            bonus = losses.aggregate(losses.entropy_from_logits(logits), mask, algo.loss_agg, **agg)
+            loss = loss - algo.entropy_coef * bonus
         if self.value_head is not None:
             values = self._values(packed)
             v_mat, v_stats = losses.value_loss(
-                values, t.old_values[rows], t.returns[rows], mask, clip=algo["value_clip"]
+                values, t.old_values[rows], t.returns[rows], mask, clip=algo.value_clip
             )
             v_loss = losses.aggregate(v_mat, mask, "token-mean")
-            loss = loss + algo["vf_coef"] * v_loss
+            loss = loss + algo.vf_coef * v_loss
             stats["value/loss"] = float(v_loss.detach())
             stats["value/explained_variance"] = float(
                 losses.explained_variance(values, t.returns[rows], mask)
             )
             stats.update({k: float(v) for k, v in v_stats.items()})
         denom = mask.sum().clamp(min=1)
-        stats["entropy/mean"] = float((entropy * mask).sum() / denom)
+        stats[M.ENTROPY] = float((entropy * mask).sum() / denom)
         # off-policy, old is the sampler: compare the current policy with it (the policy's lag)
         lagging = logp if self.off_policy else old_logp
-        stats["mismatch/kl"] = float(losses.mismatch_kl(lagging, t.sampler_logp[rows], mask))
+        stats[M.MISMATCH_KL] = float(losses.mismatch_kl(lagging, t.sampler_logp[rows], mask))
         cov = losses.logp_adv_covariance(logp.detach(), adv, mask)
         stats.update({k: float(v) for k, v in {**pg_stats, **cov}.items()})
 
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip))
-        stats["grad_norm"] = grad_norm
+        stats[M.GRAD_NORM] = grad_norm
         if not (math.isfinite(grad_norm) and math.isfinite(float(loss.detach()))):
             self.opt.zero_grad(set_to_none=True)  # a NaN/inf update is skipped, never applied
             return stats, False
@@ -424,7 +338,7 @@ class LearnerCore:
         self.model.save_pretrained(path)
         critic = None
         if self.value_head is not None:
-            separate = self.algo["critic_mode"] == "separate"
+            separate = self.algo.critic_mode == "separate"
             critic = {
                 "head": self.value_head.state_dict(),
                 "trunk": self.critic_trunk.state_dict() if separate else None,
@@ -435,7 +349,7 @@ class LearnerCore:
             "torch_rng": torch.get_rng_state(),
             "updates": self.updates,
             "critic": critic,
-            "ref": self.ref.state_dict() if self.ref is not None and self.algo["ref_reset_every"] else None,
+            "ref": self.ref.state_dict() if self.ref is not None and self.algo.ref_reset_every else None,
         }
         torch.save(state, Path(path) / LEARNER_STATE)
 
@@ -450,4 +364,4 @@ class LearnerCore:
             return out
 
 
-Learner = ray.remote(LearnerCore)
+LearnerActor = ray.remote(Learner)

@@ -25,6 +25,34 @@ cispo the truncated IS weight (eps_high = 4 -> weight <= 5).
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
+# The registered names (rlscale.advantages, rlscale.losses), here because config validation must
+# not import torch; the registries check at import that they implement exactly these.
+AdvantageName = Literal[
+    "grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "batch_norm", "gae"
+]
+PolicyLossName = Literal["ppo_clip", "gspo", "cispo", "clip_cov", "kl_cov"]
+LossAggregation = Literal[
+    "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm", "prompt-level"
+]
+AdvantageScaling = Literal["group", "batch", "none"]
+
+# The scaling each sequence-level estimator applies itself; `norm_adv` chooses it only for "gae"
+ADVANTAGE_SCALING: dict[str, str] = {
+    "grpo": "group",
+    "dr_grpo": "none",
+    "rloo": "none",
+    "reinforce_pp": "batch",
+    "reinforce_pp_baseline": "batch",
+    "batch_norm": "batch",
+}
+
+
+def names(literal) -> tuple[str, ...]:
+    return get_args(literal)
+
+
 _BASE = dict(
     advantage="grpo",
     policy_loss="ppo_clip",

@@ -1,4 +1,4 @@
-"""Rollout: Ray actors that each host a vLLM engine and sample groups of responses.
+"""Rollout: vLLM engines in Ray actors, and the pool that generates over all of them.
 
 The engine runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so the learner's weights can
 be loaded into it in place, with no disk round trip: copied into the parameters on CPU,
@@ -17,19 +17,20 @@ import numpy as np
 import ray
 import torch
 
+from rlscale.batch import Sample
+from rlscale.models import resolve_dtype
 
-@dataclass
-class Sample:
-    """One sampled response: its tokens and the sampler's log-prob of each.
 
-    In a multi-turn episode the response interleaves the policy's actions with the
-    environment's observations; `loss_mask` is 0 on the environment's tokens.
-    """
+@dataclass(frozen=True)
+class Sampling:
+    """How to sample: the rollout's settings, or evaluation's own."""
 
-    token_ids: list[int]
-    logprobs: list[float]
-    truncated: bool
-    loss_mask: list[float] | None = None
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: tuple[str, ...] = ()  # text that ends a response (multi-turn: where an action ends)
+    stop_token_ids: tuple[int, ...] = ()  # tokens that end a response besides the EOS
+    ignore_eos: bool = False  # benchmarks: every sample runs max_tokens
 
 
 @dataclass
@@ -71,11 +72,6 @@ def _copy_weights(worker, named: list[tuple[str, torch.Tensor]]) -> None:
     worker.model_runner.model.load_weights(iter(named))
 
 
-def engine_dtype() -> str:
-    # CPUs here have no native bf16 (measured 500x slower): fp32 on CPU, bf16 on GPUs.
-    return "bfloat16" if torch.cuda.is_available() else "float32"
-
-
 class RolloutEngine:
     """A vLLM engine that samples G responses per prompt and takes weights in place."""
 
@@ -95,7 +91,7 @@ class RolloutEngine:
             vllm._custom_ops._supports_onednn = False
         self.llm = LLM(
             model=model_dir,
-            dtype=engine_dtype(),
+            dtype=str(resolve_dtype()).removeprefix("torch."),
             max_model_len=max_model_len,
             seed=seed,
             enforce_eager=not torch.cuda.is_available(),
@@ -108,31 +104,28 @@ class RolloutEngine:
         )
 
     def generate(
-        self,
-        prompts: list[list[int]],
-        *,
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seeds: list[int],
-        ignore_eos: bool = False,
-        stop_token_ids: list[int] | None = None,
+        self, prompts: list[list[int]], *, n: int, sampling: Sampling, seeds: list[int]
     ) -> list[list[Sample]]:
+        """`n` samples for each prompt; a sample's tokens are exactly those sampled, stop token
+        included, with the sampler's log-prob of each."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         params = [
             SamplingParams(
                 n=n,
-                temperature=temperature,
-                top_p=top_p,
-                max_tokens=max_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
                 logprobs=0,
                 seed=s,
-                detokenize=False,  # the orchestrator decodes what it verifies; text here is waste
-                ignore_eos=ignore_eos,
-                stop_token_ids=stop_token_ids,
+                # the collect stage decodes what it verifies; text here is waste, unless stop
+                # strings need it (a string may span several tokens of a BPE tokenizer)
+                detokenize=bool(sampling.stop),
+                stop=list(sampling.stop) or None,
+                include_stop_str_in_output=True,  # the stop is part of what the policy wrote
+                stop_token_ids=list(sampling.stop_token_ids) or None,
+                ignore_eos=sampling.ignore_eos,
             )
             for s in seeds
         ]
@@ -177,4 +170,62 @@ class RolloutEngine:
         ]
 
 
-RolloutWorker = ray.remote(RolloutEngine)
+RolloutActor = ray.remote(RolloutEngine)
+
+
+class EnginePool:
+    """The rollout engines as one generator: prompts split over them, dead engines restarted.
+
+    `start_engine(index)` makes a new actor; `current_weights()` is the learner's weights (an
+    object ref) that a restarted engine loads; `on_restart(index, error)` is told of each restart.
+    A step fails with RunStopped after `max_restarts` restarts of one engine in a row.
+    """
+
+    def __init__(self, start_engine, count: int, *, max_restarts: int, current_weights, on_restart):
+        self.start_engine, self.max_restarts = start_engine, max_restarts
+        self.current_weights, self.on_restart = current_weights, on_restart
+        self.engines = [start_engine(i) for i in range(count)]
+
+    def generate(
+        self, prompts: list[list[int]], *, n: int, sampling: Sampling, seeds: list[int]
+    ) -> list[list[Sample]]:
+        from rlscale.errors import RunStopped
+
+        count = len(self.engines)
+        bounds = [len(prompts) * k // count for k in range(count + 1)]
+        parts: list = [None] * count
+        for attempt in range(self.max_restarts + 1):
+            pending = {
+                i: self.engines[i].generate.remote(
+                    prompts[bounds[i] : bounds[i + 1]],
+                    n=n,
+                    sampling=sampling,
+                    seeds=seeds[bounds[i] : bounds[i + 1]],
+                )
+                for i in range(count)
+                if parts[i] is None
+            }
+            for i, future in pending.items():
+                try:
+                    parts[i] = ray.get(future)
+                except ray.exceptions.RayActorError as err:
+                    if attempt == self.max_restarts:
+                        raise RunStopped(f"rollout engine {i} died {attempt + 1} times in a row") from err
+                    self._restart(i, err)
+        return [group for part in parts for group in part]
+
+    def _restart(self, index: int, err: Exception) -> None:
+        """A dead engine is replaced and given the learner's current weights; the call retries."""
+        self.on_restart(index, err)
+        self.engines[index] = self.start_engine(index)
+        ray.get(self.engines[index].load_weights.remote(self.current_weights()))
+
+    def sync(self, weights) -> float:
+        """The learner's weights (an object ref) into every engine; the seconds waited."""
+        start = time.perf_counter()
+        ray.get([engine.load_weights.remote(weights) for engine in self.engines])
+        return time.perf_counter() - start
+
+    def shutdown(self) -> None:
+        for engine in self.engines:
+            ray.kill(engine)

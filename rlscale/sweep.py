@@ -272,7 +272,7 @@ def run_points(spec: SweepSpec, points: list[Point], configs: list[RunConfig], *
     """Run the points that have not finished yet; returns point name -> result dict."""
     import ray
 
-    from rlscale.orchestrator import init_ray
+    from rlscale.cluster import init_ray
 
     out = Path(spec.output_dir)
     (out / "configs").mkdir(parents=True, exist_ok=True)

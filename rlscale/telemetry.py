@@ -11,35 +11,87 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from rlscale import accounting
+from rlscale import metric_names as M
+from rlscale.metric_names import STANDARD_METRICS  # noqa: F401  (the contract's columns)
+
 METRICS_FILE = "metrics.jsonl"
 
-STANDARD_METRICS = (
-    "step",
-    "time/wall_s",
-    "compute/flops",
-    "samples",
-    "tokens/generated",
-    "reward/mean",
-    "reward/std",
-    "accuracy/mean",
-    "entropy/mean",
-    "response_length/mean",
-    "response_length/clip_ratio",
-    "kl/old",
-    "clip/fraction",
-    "grad_norm",
-    "loss/policy",
-    "lr",
-    "mismatch/kl",
-    "time/rollout_s",
-    "time/verify_s",
-    "time/learn_s",
-    "time/sync_s",
-)
+
+@dataclass
+class Totals:
+    """Cumulative counters (the x-axes of scaling curves) and fault counts; checkpointed."""
+
+    step: int = 0
+    flops: float = 0.0
+    samples: int = 0
+    tokens_generated: int = 0
+    wall_s: float = 0.0
+    verifier_errors: int = 0
+    verifier_timeouts: int = 0
+    worker_restarts: int = 0
+    skipped_updates: int = 0
+    consecutive_skips: int = 0
+    flops_by_part: dict = field(default_factory=dict)
+
+
+def step_record(step: int, totals: Totals, got, stats: dict, times: dict, *, algo, n_params: int) -> dict:
+    """The step's metrics record from what was collected (`collect.Collected`), the learner's
+    stats and the step's times; adds the step to `totals` (the cumulative columns)."""
+    samples = [s for g in got.groups for s in g.samples]
+    lengths = [len(s.token_ids) for s in samples]
+    sc = got.scores
+    prompt_tokens = sum(len(g.prompt) for g in got.groups)
+    flops = accounting.step_flops(
+        algo,
+        n_params,
+        generated_tokens=prompt_tokens + sum(lengths),
+        trained_tokens=stats.get(M.TOKENS_TRAINED, 0.0),
+    )
+    for part, value in flops.items():
+        totals.flops_by_part[part] = totals.flops_by_part.get(part, 0.0) + value
+        totals.flops += value
+    totals.samples += len(samples)
+    totals.tokens_generated += sum(lengths)
+    totals.wall_s += times["total"]
+    totals.verifier_errors += int(sc.errors.sum())
+    totals.verifier_timeouts += int(sc.timeouts.sum())
+    totals.step = step
+    # torch-heavy stages, imported here so that `load_metrics` (fit, plot) stays light
+    from rlscale.advantages import zero_variance_groups
+    from rlscale.collect import per_env_metrics
+
+    return {
+        M.STEP: step,
+        M.WALL_S: totals.wall_s,
+        M.FLOPS: totals.flops,
+        **{M.flops_part(part): v for part, v in totals.flops_by_part.items()},
+        M.DEVICE_HOURS: accounting.device_hours(totals.wall_s, accounting.device_count()),
+        M.SAMPLES: totals.samples,
+        M.TOKENS_GENERATED: totals.tokens_generated,
+        M.REWARD: float(sc.rewards.mean()),
+        M.REWARD_STD: float(sc.rewards.std()),
+        M.ACCURACY: float(sc.correct.mean()),
+        M.RESPONSE_LENGTH: sum(lengths) / len(lengths),
+        M.TRUNCATED: sum(s.truncated for s in samples) / len(samples),
+        M.ZERO_VARIANCE_GROUPS: float(zero_variance_groups(sc.rewards).float().mean()),
+        M.EFFECTIVE_SAMPLES: len(got.batch),
+        M.VERIFIER_ERRORS: totals.verifier_errors,
+        M.VERIFIER_TIMEOUTS: totals.verifier_timeouts,
+        M.HACK_SUSPECTS: int(sc.hack_suspects.sum()),
+        M.WORKER_RESTARTS: totals.worker_restarts,
+        M.SKIPPED_UPDATES: totals.skipped_updates,
+        M.REWARD_FORMAT: float(sc.formatted.mean()),
+        M.STALENESS: got.staleness,
+        **per_env_metrics(got.tasks, sc),
+        **stats,
+        **{M.step_time(k): v for k, v in times.items() if k != "total"},
+    }
 
 
 def _clean(value):
@@ -112,7 +164,7 @@ class MetricsWriter:
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """One row per step, columns named as in DESIGN.md (`reward/mean`, `entropy/mean`, ...)."""
+    """One row per step, columns named as in DESIGN.md (rlscale.metric_names)."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no {METRICS_FILE}; is this a run directory?")
@@ -126,7 +178,7 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame = frame.drop_duplicates("step", keep="last").sort_values("step")
+    frame = frame.drop_duplicates(M.STEP, keep="last").sort_values(M.STEP)
     return frame.reset_index(drop=True)
 
 
@@ -152,9 +204,9 @@ class Sinks:
             self.warn(f"telemetry sink {name!r} failed ({err!r}); continuing without it")
 
     def write(self, record: dict) -> None:
-        numeric = {k: float(v) for k, v in record.items() if isinstance(v, int | float) and k != "step"}
+        numeric = {k: float(v) for k, v in record.items() if isinstance(v, int | float) and k != M.STEP}
         for name, sink in list(self._sinks.items()):
-            self._guard(name, lambda sink=sink: sink.log(numeric, int(record["step"])))
+            self._guard(name, lambda sink=sink: sink.log(numeric, int(record[M.STEP])))
 
     def close(self) -> None:
         for name, sink in list(self._sinks.items()):

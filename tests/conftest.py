@@ -31,7 +31,7 @@ def tiny_model_dir(tmp_path_factory):
 def ray_session():
     import ray
 
-    from rlscale.orchestrator import init_ray
+    from rlscale.cluster import init_ray
 
     # logical CPUs for placement only: several orchestrators (2 actors each) live at once here
     init_ray(None, needed_cpus=16)
@@ -71,7 +71,7 @@ def live_run(ray_session, tmp_path_factory):
     task = orch.env.sample(rng)
     fixed = orch.tokenizer.encode(task.prompt + task.answer) + [orch.tokenizer.eos_token_id]
     before = {
-        "engine": ray_session.get(orch.workers[0].sequence_logprobs.remote([fixed]))[0],
+        "engine": ray_session.get(orch.engines.engines[0].sequence_logprobs.remote([fixed]))[0],
         "learner": ray_session.get(orch.learner.sequence_logprobs.remote([fixed]))[0],
         "weights": dict(ray_session.get(orch.learner.weights.remote()).tensors()),
     }

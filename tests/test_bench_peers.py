@@ -94,8 +94,8 @@ def _e2e_cfg(model_dir, tmp_path, *sets):
 
 def test_trl_trainer_mirrors_our_config(tiny_model_dir, tmp_path):
     from rlscale import bench
+    from rlscale.collect import derived_seed as _seed
     from rlscale.envs import make_env
-    from rlscale.orchestrator import _seed
 
     cfg = _e2e_cfg(tiny_model_dir, tmp_path, "learner.lr=3e-4", "learner.warmup_steps=2")
     trainer = bench.build_trl_trainer(cfg, tiny_model_dir, str(tmp_path / "trl"))

@@ -34,7 +34,7 @@ def test_learner_weights_changed(live_run, ray_session):
 
 def test_engine_logprobs_follow_the_learner_after_sync(live_run, ray_session):
     orch, fixed, before, _ = live_run
-    engine = ray_session.get(orch.workers[0].sequence_logprobs.remote([fixed]))[0]
+    engine = ray_session.get(orch.engines.engines[0].sequence_logprobs.remote([fixed]))[0]
     learner = ray_session.get(orch.learner.sequence_logprobs.remote([fixed]))[0]
     # before any update, the engine and the learner agree; after, both moved, and still agree
     assert max(abs(a - b) for a, b in zip(before["engine"], before["learner"])) < 1e-4
@@ -70,17 +70,17 @@ def test_checkpoint_loads_in_transformers_and_matches_learner(live_run, ray_sess
 
 
 def test_checkpoint_loads_in_vllm(live_run, ray_session):
-    from rlscale.rollout import RolloutWorker
+    from rlscale.rollout import RolloutActor
 
     orch, fixed, _, _ = live_run
-    worker = RolloutWorker.options(num_cpus=0).remote(
+    worker = RolloutActor.options(num_cpus=0).remote(
         str(orch.run_dir / "checkpoints" / "step_000003"), seed=0, max_model_len=64, kv_cache_gib=0.25
     )
     try:
         fresh = ray_session.get(worker.sequence_logprobs.remote([fixed]))[0]
     finally:
         ray_session.kill(worker)
-    synced = ray_session.get(orch.workers[0].sequence_logprobs.remote([fixed]))[0]
+    synced = ray_session.get(orch.engines.engines[0].sequence_logprobs.remote([fixed]))[0]
     assert max(abs(a - b) for a, b in zip(fresh, synced)) < 1e-4
 
 
@@ -131,14 +131,14 @@ def test_multi_turn_episodes_train_through_the_real_stack(ray_session, tmp_path)
     finally:
         orch.learner = learner
         orch.shutdown()
-    batch = captured["batch"]
-    assert len(batch.responses) == 6 and record["samples"] == 6
-    for response, mask, logprobs in zip(batch.responses, batch.loss_masks, batch.sampler_logprobs):
+    samples = [sample for group in captured["batch"].groups for sample in group.samples]
+    assert len(samples) == 6 and record["samples"] == 6
+    for response, mask, logprobs in ((s.token_ids, s.mask(), s.logprobs) for s in samples):
         assert len(response) == len(mask) == len(logprobs)
         assert mask[0] == 1.0  # the policy speaks first
         # every environment token is masked out and carries no sampler log-prob
         assert all(lp == 0.0 for lp, m in zip(logprobs, mask) if m == 0.0)
-    assert any(0.0 in mask for mask in batch.loss_masks)  # some episode got an answer and went on
+    assert any(0.0 in s.mask() for s in samples)  # some episode got an answer and went on
     assert record["entropy/mean"] > 0 and 0.0 <= record["reward/mean"] <= 1.0
 
 
@@ -146,16 +146,19 @@ def test_seeded_generation_of_long_prompt_batches(ray_session, tiny_model_dir):
     """64 prompts x 150 tokens in one call: with vLLM's default step budget (4096 tokens) a
     prefill is split across steps and seeded CPU sampling crashes ('CPU Generator does not
     use offset'); the engine is configured so that it is not."""
-    from rlscale.rollout import RolloutWorker
+    from rlscale.rollout import RolloutActor, Sampling
 
-    worker = RolloutWorker.options(num_cpus=0).remote(
+    worker = RolloutActor.options(num_cpus=0).remote(
         str(tiny_model_dir), seed=0, max_model_len=160, kv_cache_gib=0.5
     )
     try:
         prompts = [[5 + (i + j) % 60 for j in range(150)] for i in range(64)]
         groups = ray_session.get(
             worker.generate.remote(
-                prompts, n=2, temperature=1.0, top_p=1.0, max_tokens=4, seeds=list(range(64))
+                prompts,
+                n=2,
+                sampling=Sampling(temperature=1.0, top_p=1.0, max_tokens=4),
+                seeds=list(range(64)),
             )
         )
     finally:
@@ -191,12 +194,12 @@ def test_one_step_off_policy_run_lags_the_engine_by_one_update(ray_session, tmp_
         def logprobs():
             return [
                 torch.tensor(ray_session.get(actor.sequence_logprobs.remote([fixed]))[0])
-                for actor in (orch.workers[0], orch.learner)
+                for actor in (orch.engines.engines[0], orch.learner)
             ]
 
         engine, learner = logprobs()
         assert (engine - learner).abs().max() > 1e-4  # the engine holds the weights before the last update
-        orch._sync(orch.learner.weights.remote())
+        orch.engines.sync(orch.learner.weights.remote())
         engine, learner = logprobs()
         assert (engine - learner).abs().max() < 1e-4
     finally:

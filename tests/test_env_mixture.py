@@ -47,7 +47,7 @@ def test_score_and_demonstration_go_to_the_task_s_environment():
     assert env.demonstration(linear).startswith("\\boxed{")  # linear_equations' own demonstration
     arithmetic = next(t for t in tasks if t.meta["env"] == "arithmetic")
     assert env.score(arithmetic, f"\\boxed{{{arithmetic.answer}}}").reason == "not a single integer"
-    verdicts = env.score_many((t, env.demonstration(t) if i % 2 else "wrong") for i, t in enumerate(tasks))
+    verdicts = [env.score(t, env.demonstration(t) if i % 2 else "wrong") for i, t in enumerate(tasks)]
     assert [v.correct for v in verdicts] == [bool(i % 2) for i in range(len(tasks))]
 
 

@@ -84,13 +84,13 @@ def test_verifier_crash_and_timeout_score_zero_and_are_counted(faulty_run):
 
 @pytest.mark.e2e
 def test_killed_rollout_actor_is_restarted_with_current_weights(faulty_run, ray_session):
-    old = faulty_run.workers[0]
+    old = faulty_run.engines.engines[0]
     ray_session.kill(old)  # a real actor death; the next step finds it dead mid-rollout
     record = faulty_run.step(4)
     assert record["faults/worker_restarts"] == 1
-    assert faulty_run.workers[0] is not old
+    assert faulty_run.engines.engines[0] is not old
     seq = [5, 9, 13, 20, 1]
-    engine = ray_session.get(faulty_run.workers[0].sequence_logprobs.remote([seq]))[0]
+    engine = ray_session.get(faulty_run.engines.engines[0].sequence_logprobs.remote([seq]))[0]
     learner = ray_session.get(faulty_run.learner.sequence_logprobs.remote([seq]))[0]
     assert max(abs(a - b) for a, b in zip(engine, learner)) < 1e-4
 

@@ -7,24 +7,38 @@ import math
 import pytest
 import torch
 
+from rlscale.batch import Batch, Group, Sample
 from rlscale.config import LearnerConfig, build_config
-from rlscale.learner import Batch, LearnerCore
+from rlscale.learner import Learner
 
-LEARNER = {**LearnerConfig().model_dump(), "lr": 1e-3, "warmup_steps": 0, "grad_clip": 1.0}
+LEARNER = LearnerConfig(lr=1e-3, warmup_steps=0, grad_clip=1.0)
+
+
+def _grouped(prompts, responses, logprobs, rewards, group_ids) -> Batch:
+    """The batch of per-sequence lists whose sequences sit contiguous by group."""
+    batch = Batch()
+    for i, (prompt, response, lp, reward, group) in enumerate(
+        zip(prompts, responses, logprobs, rewards, group_ids)
+    ):
+        if i == 0 or group != group_ids[i - 1]:
+            batch.groups.append(Group(prompt, [], []))
+        batch.groups[-1].samples.append(Sample(response, lp, False))
+        batch.groups[-1].rewards.append(reward)
+    return batch
 
 
 def _snapshot(learner) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in learner.weights().tensors()}
 
 
-def _algo(**overrides) -> dict:
+def _algo(**overrides):
     """A preset resolved exactly as a config resolves it."""
-    return build_config({"algo": {"name": "grpo", **overrides}}).algo.model_dump()
+    return build_config({"algo": {"name": "grpo", **overrides}}).algo
 
 
 @pytest.fixture
 def learner(tiny_model_dir):
-    return LearnerCore(
+    return Learner(
         str(tiny_model_dir),
         algo=_algo(kl_coef=0.0),
         learner=LEARNER,
@@ -36,7 +50,7 @@ def learner(tiny_model_dir):
 def _batch(tok, rewards=(1.0, 0.0)):
     prompt = tok.encode("1+1=")
     good, bad = tok.encode("2") + [tok.eos_token_id], tok.encode("3") + [tok.eos_token_id]
-    return prompt, good, bad, Batch([prompt, prompt], [good, bad], [[0.0] * 2] * 2, list(rewards), [0, 0])
+    return prompt, good, bad, _grouped([prompt, prompt], [good, bad], [[0.0] * 2] * 2, list(rewards), [0, 0])
 
 
 def _response_logp(learner, prompt, response) -> float:
@@ -65,11 +79,11 @@ def test_on_policy_loss_matches_hand_computation(tiny_model_dir):
     from transformers import AutoTokenizer
 
     algo = _algo(kl_coef=0.0, loss_agg="token-mean")
-    learner = LearnerCore(str(tiny_model_dir), algo=algo, learner=LEARNER, seed=0, max_tokens=4)
+    learner = Learner(str(tiny_model_dir), algo=algo, learner=LEARNER, seed=0, max_tokens=4)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     prompt = tok.encode("1+1=")
     short, long = tok.encode("2") + [tok.eos_token_id], tok.encode("33") + [tok.eos_token_id]
-    stats = learner.update(Batch([prompt] * 2, [short, long], [[0.0] * 2, [0.0] * 3], [1.0, 0.0], [0, 0]))
+    stats = learner.update(_grouped([prompt] * 2, [short, long], [[0.0] * 2, [0.0] * 3], [1.0, 0.0], [0, 0]))
     assert stats["loss/policy"] == pytest.approx(0.7071068 / 5, abs=1e-6)
     assert stats["kl/old"] == pytest.approx(0.0, abs=1e-7) and stats["clip/fraction"] == 0.0
 
@@ -104,21 +118,23 @@ def test_every_preset_updates_with_finite_losses(preset, tiny_model_dir):
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     algo = _algo(name=preset, tis_cap=2.0)
-    learner = LearnerCore(str(tiny_model_dir), algo=algo, learner=LEARNER, seed=0, max_tokens=4)
+    learner = Learner(str(tiny_model_dir), algo=algo, learner=LEARNER, seed=0, max_tokens=4)
     prompt = tok.encode("1+1=")
     answers = ["2", "3", "22", "1"] * 2
     responses = [tok.encode(a) + [tok.eos_token_id] for a in answers]
     rewards = [1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
-    batch = Batch([prompt] * 8, responses, [[-2.0] * len(r) for r in responses], rewards, [0] * 4 + [1] * 4)
+    batch = _grouped(
+        [prompt] * 8, responses, [[-2.0] * len(r) for r in responses], rewards, [0] * 4 + [1] * 4
+    )
     before = _snapshot(learner)
     stats = learner.update(batch)
     assert all(math.isfinite(v) for k, v in stats.items() if k != "value/explained_variance"), stats
     assert stats["learner/skipped_updates"] == 0
     after = dict(learner.weights().tensors())
     assert any(not torch.equal(before[k], after[k]) for k in before)
-    if algo["critic"]:
+    if algo.critic:
         assert "value/loss" in stats and stats["value/loss"] > 0
-    if algo["kl_coef"]:
+    if algo.kl_coef:
         assert stats["kl/ref"] == pytest.approx(0.0, abs=1e-6)  # the policy still is the reference
     assert {"cov/mean", "cov/p99", "mismatch/kl"} <= stats.keys()
 
@@ -136,12 +152,12 @@ def test_off_policy_ratio_is_taken_against_the_sampler(tiny_model_dir):
     short, long = tok.encode("2") + [tok.eos_token_id], tok.encode("33") + [tok.eos_token_id]
     losses_by_mode = {}
     for off_policy in (False, True):
-        learner = LearnerCore(
+        learner = Learner(
             str(tiny_model_dir), algo=algo, learner=LEARNER, seed=0, max_tokens=4, off_policy=off_policy
         )
         current = [learner.sequence_logprobs([prompt + r])[0][len(prompt) - 1 :] for r in (short, long)]
         sampler = [[lp - math.log(2.0) for lp in seq] for seq in current]
-        batch = Batch([prompt] * 2, [short, long], sampler, [1.0, 0.0], [0, 0])
+        batch = _grouped([prompt] * 2, [short, long], sampler, [1.0, 0.0], [0, 0])
         losses_by_mode[off_policy] = learner.update(batch)["loss/policy"]
     assert losses_by_mode[False] == pytest.approx(0.7071068 / 5, abs=1e-5)
     assert losses_by_mode[True] == pytest.approx((-2 * 1.28 + 3 * 2) * 0.7071068 / 5, abs=1e-4)
