@@ -17,6 +17,8 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from rlscale.presets import AdvantageName, check_registry
+
 
 def _check_groups(rewards: Tensor) -> None:
     if rewards.dim() != 2:
@@ -167,3 +169,4 @@ ADVANTAGE_ESTIMATORS = {
     "batch_norm": partial(normalize, mode="batch"),  # ScaleRL: group mean, batch std
 }
 """Sequence-level estimators by name: rewards [P, G] -> advantages [P, G]. GAE is `gae`."""
+check_registry("advantage", ADVANTAGE_ESTIMATORS, AdvantageName)

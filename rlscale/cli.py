@@ -10,7 +10,6 @@ from pathlib import Path
 
 def _cmd_run(args) -> int:
     from rlscale.config import ConfigError, load_config
-    from rlscale.orchestrator import run
 
     overrides = list(args.overrides)
     if args.resume:  # the run's own resolved config; CONFIG, if given, is taken as an override
@@ -23,6 +22,8 @@ def _cmd_run(args) -> int:
         cfg = load_config(args.config, overrides)
     else:
         raise ConfigError("rlscale run: give a CONFIG file, or --resume RUN_DIR")
+    from rlscale.orchestrator import run  # Ray, torch and vLLM: only once the config is valid
+
     summary = run(cfg, resume=bool(args.resume))
     print(f"\nrun directory: {summary['run_dir']}")
     print(

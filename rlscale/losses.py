@@ -14,6 +14,9 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor
 
+from rlscale import metric_names as M
+from rlscale.presets import LossAggregation, PolicyLossName, check_registry, names
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -44,6 +47,17 @@ def _k3(log_ratio: Tensor) -> Tensor:
 
 def _detached(stats: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().float() for k, v in stats.items()}
+
+
+def _clip_stats(low: Tensor, high: Tensor, log_ratio: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """Shares of tokens clipped below / above / either (as TRL counts them), and kl/old = the k3
+    estimate of KL(pi_old || pi): what every clipped loss reports."""
+    return {
+        M.CLIP_FRACTION: masked_mean((low | high).float(), mask),
+        M.CLIP_LOW: masked_mean(low.float(), mask),
+        M.CLIP_HIGH: masked_mean(high.float(), mask),
+        M.KL_OLD: masked_mean(_k3(log_ratio), mask),
+    }
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -87,7 +101,7 @@ def aggregate(
         num = lm.new_zeros(n).index_add(0, inv, lm.sum(dim=-1))
         den = lm.new_zeros(n).index_add(0, inv, ntok)
         return (num / den.clamp(min=1)).mean()
-    raise ValueError(f"unknown loss aggregation {mode!r}")
+    raise ValueError(f"unknown loss aggregation {mode!r}; choose from {names(LossAggregation)}")
 
 
 # --------------------------------------------------------------------------- policy losses
@@ -127,10 +141,7 @@ def ppo_clip(
         stats["clip/dual_fraction"] = masked_mean(dual.float(), mask)
     low = (ratio < 1.0 - eps_low) & (adv < 0)
     high = (ratio > 1.0 + eps_high) & (adv > 0)
-    stats["clip/fraction"] = masked_mean((low | high).float(), mask)
-    stats["clip/low_fraction"] = masked_mean(low.float(), mask)
-    stats["clip/high_fraction"] = masked_mean(high.float(), mask)
-    stats["kl/old"] = masked_mean(_k3(log_ratio), mask)
+    stats.update(_clip_stats(low, high, log_ratio, mask))
     return loss, _detached(stats)
 
 
@@ -164,15 +175,10 @@ def gspo(
     low = (s < 1.0 - eps_low) & (adv < 0)
     high = (s > 1.0 + eps_high) & (adv > 0)
     has_tokens = valid.any(dim=-1)
-    stats = {
-        "clip/fraction": masked_mean((low | high).float(), mask),
-        "clip/low_fraction": masked_mean(low.float(), mask),
-        "clip/high_fraction": masked_mean(high.float(), mask),
-        "kl/old": masked_mean(_k3(log_ratio), mask),
-        "gspo/seq_ratio_mean": torch.exp(log_s)[has_tokens].mean()
-        if has_tokens.any()
-        else log_s.new_ones(()),
-    }
+    stats = _clip_stats(low, high, log_ratio, mask)
+    stats["gspo/seq_ratio_mean"] = (
+        torch.exp(log_s)[has_tokens].mean() if has_tokens.any() else log_s.new_ones(())
+    )
     return loss, _detached(stats)
 
 
@@ -204,13 +210,8 @@ def cispo(
     loss = -weight * adv * logp_v
     low = ratio < lo if lo is not None else torch.zeros_like(valid)
     high = ratio > hi if hi is not None else torch.zeros_like(valid)
-    stats = {
-        "clip/fraction": masked_mean((low | high).float(), mask),
-        "clip/low_fraction": masked_mean(low.float(), mask),
-        "clip/high_fraction": masked_mean(high.float(), mask),
-        "kl/old": masked_mean(_k3(log_ratio), mask),
-        "cispo/weight_mean": masked_mean(weight, mask),
-    }
+    stats = _clip_stats(low, high, log_ratio, mask)
+    stats["cispo/weight_mean"] = masked_mean(weight, mask)
     return loss, _detached(stats)
 
 
@@ -307,7 +308,7 @@ def kl_cov(
     loss = loss + torch.where(sel, ppo_kl_coef * log_ratio.abs(), torch.zeros_like(loss))
     stats = logp_adv_covariance(logp, adv_t, mask)
     stats["kl_cov/fraction"] = masked_mean(sel.float(), mask)
-    stats["kl/old"] = masked_mean(_k3(log_ratio), mask)
+    stats[M.KL_OLD] = masked_mean(_k3(log_ratio), mask)
     stats["kl/old_abs"] = masked_mean(log_ratio.abs(), mask)
     return loss, _detached(stats)
 
@@ -319,6 +320,7 @@ POLICY_LOSSES = {
     "clip_cov": clip_cov,
     "kl_cov": kl_cov,
 }
+check_registry("policy loss", POLICY_LOSSES, PolicyLossName)
 
 
 # --------------------------------------------------------------------------- KL and IS

@@ -53,6 +53,13 @@ def names(literal) -> tuple[str, ...]:
     return get_args(literal)
 
 
+def check_registry(what: str, registry: dict, literal) -> None:
+    """A registry implements exactly the names the config accepts (checked when it is imported)."""
+    expected = set(names(literal)) - {"gae"}  # GAE needs a critic: the learner calls it directly
+    if set(registry) != expected:
+        raise RuntimeError(f"{what} registry {sorted(registry)} != config names {sorted(expected)}")
+
+
 _BASE = dict(
     advantage="grpo",
     policy_loss="ppo_clip",

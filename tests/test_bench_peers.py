@@ -64,7 +64,7 @@ def test_breakdown_needs_a_run_dir(tmp_path, capsys):
 def test_learner_bench_mfu(tmp_path):
     from transformers import AutoTokenizer
 
-    from rlscale import bench
+    from rlscale.bench import common, learner
 
     out = tmp_path / "learner.json"
     argv = ["bench", "learner", "--model", "builtin:tiny", "--prompts", "2", "--group-size", "2"]
@@ -72,9 +72,9 @@ def test_learner_bench_mfu(tmp_path):
     assert main(argv) == 0
     result = json.loads(out.read_text())
     # the batch it trained on: 2 prompts x 2 responses of 1..4 tokens, each prompt computed once
-    tokenizer = AutoTokenizer.from_pretrained(bench._bench_model("builtin:tiny"))
-    batch = bench._learner_batch(tokenizer, 2, 2, 4, vocab=len(tokenizer))
-    tokens = len(batch.prompts[0]) + len(batch.prompts[2]) + sum(map(len, batch.responses))
+    tokenizer = AutoTokenizer.from_pretrained(common._bench_model("builtin:tiny"))
+    batch = learner._learner_batch(tokenizer, 2, 2, 4, vocab=len(tokenizer))
+    tokens = sum(len(g.prompt) + sum(len(s.token_ids) for s in g.samples) for g in batch.groups)
     assert result["sequences"] == 4 and result["tokens_per_update"] == tokens
     assert result["model_flops_per_update"] == 6 * result["params"] * tokens  # demo config: no KL pass
     assert result["tokens_per_s"] > 0 and result["peak_flops_per_s"] > 1e8
@@ -84,21 +84,21 @@ def test_learner_bench_mfu(tmp_path):
 
 
 def _e2e_cfg(model_dir, tmp_path, *sets):
-    from rlscale import bench
+    from rlscale.bench import e2e
 
     args = types.SimpleNamespace(
         model=str(model_dir), steps=2, prompts=2, group_size=2, max_tokens=4, config=None, set=list(sets)
     )
-    return bench._e2e_config(args, str(tmp_path / "runs"))
+    return e2e._e2e_config(args, str(tmp_path / "runs"))
 
 
 def test_trl_trainer_mirrors_our_config(tiny_model_dir, tmp_path):
-    from rlscale import bench
+    from rlscale.bench import e2e
     from rlscale.collect import derived_seed as _seed
     from rlscale.envs import make_env
 
     cfg = _e2e_cfg(tiny_model_dir, tmp_path, "learner.lr=3e-4", "learner.warmup_steps=2")
-    trainer = bench.build_trl_trainer(cfg, tiny_model_dir, str(tmp_path / "trl"))
+    trainer = e2e.build_trl_trainer(cfg, tiny_model_dir, str(tmp_path / "trl"))
     a = trainer.args
     assert a.num_generations == 2
     assert a.per_device_train_batch_size * a.gradient_accumulation_steps == 2 * 2 == a.generation_batch_size
@@ -129,30 +129,30 @@ def test_trl_trainer_mirrors_our_config(tiny_model_dir, tmp_path):
 
 
 def test_trl_refuses_what_it_cannot_mirror(tiny_model_dir, tmp_path):
-    from rlscale import bench
+    from rlscale.bench import e2e
     from rlscale.config import ConfigError
 
     with pytest.raises(ConfigError, match="dynamic_sampling"):
-        bench.trl_settings(_e2e_cfg(tiny_model_dir, tmp_path, "algo.name=dapo"))
-    settings = bench.trl_settings(_e2e_cfg(tiny_model_dir, tmp_path, "algo.name=dr_grpo"))
+        e2e.trl_settings(_e2e_cfg(tiny_model_dir, tmp_path, "algo.name=dapo"))
+    settings = e2e.trl_settings(_e2e_cfg(tiny_model_dir, tmp_path, "algo.name=dr_grpo"))
     assert (settings["loss_type"], settings["scale_rewards"]) == ("dr_grpo", "none")
 
 
 def test_trl_side_runs_two_steps(tiny_model_dir, tmp_path):
-    from rlscale import bench
+    from rlscale.bench import e2e
 
     cfg = _e2e_cfg(tiny_model_dir, tmp_path)
-    result = bench.run_trl(cfg, tiny_model_dir)
+    result = e2e.run_trl(cfg, tiny_model_dir)
     assert len(result["step_ends"]) == 2 and len(result["rewards"]) == 2
     assert all(0.0 <= r <= 1.0 for r in result["rewards"])
-    assert bench._steps_per_s(result["step_ends"]) > 0
+    assert e2e._steps_per_s(result["step_ends"]) > 0
 
 
 def test_attention_flops_count_a_shared_prompt_once():
     """Prompt of 2 (3 query-key pairs, once), responses of 1 and 2 tokens after it: 1*2 + 1 and
     2*2 + 3 pairs. 13 pairs x 12 FLOPs per pair per width unit, x 4 layers x width 8."""
-    from rlscale import bench
-    from rlscale.learner import Batch
+    from rlscale.batch import Batch, Group, Sample
+    from rlscale.bench import learner
 
-    batch = Batch([[1, 2], [1, 2]], [[3], [4, 5]], [[0.0], [0.0, 0.0]], [1.0, 0.0], [0, 0])
-    assert bench._attention_flops(batch, layers=4, attn_width=8) == 12 * 4 * 8 * 13
+    batch = Batch([Group([1, 2], [Sample([3], [0.0], False), Sample([4, 5], [0.0, 0.0], False)], [1.0, 0.0])])
+    assert learner._attention_flops(batch, layers=4, attn_width=8) == 12 * 4 * 8 * 13

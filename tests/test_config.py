@@ -97,3 +97,63 @@ def test_off_policy_needs_the_samplers_own_distribution(demo):
     assert message.startswith(f"{demo}: trainer.off_policy_steps: ")
     assert "rollout.temperature=1" in message and len(message.splitlines()) == 1
     assert "less than or equal to 1" in _error(demo, "trainer.off_policy_steps=2")
+
+
+@pytest.mark.parametrize(
+    "override, key, valid",
+    [
+        (
+            "algo.policy_loss=ppo_clp",
+            "algo.policy_loss",
+            "'ppo_clip', 'gspo', 'cispo', 'clip_cov' or 'kl_cov'",
+        ),
+        ("algo.advantage=grpo2", "algo.advantage", "'grpo', 'dr_grpo', 'rloo', 'reinforce_pp'"),
+        ("algo.loss_agg=mean", "algo.loss_agg", "'token-mean', 'seq-mean-token-mean'"),
+    ],
+)
+def test_unknown_registry_names_are_refused_with_the_valid_ones(demo, override, key, valid):
+    message = _error(demo, override)
+    assert message.startswith(f"{demo}: {key}: ") and valid in message and len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "overrides, says",
+    [
+        (["algo.gamma=0.9"], "algo.gamma: does nothing here; it is used only with a critic"),
+        (["algo.dual_clip=3"], None),  # grpo's loss is ppo_clip: accepted
+        (["algo.policy_loss=cispo", "algo.dual_clip=3"], "algo.dual_clip: does nothing here"),
+        (
+            ["algo.clip_cov_ratio=0.01"],
+            "algo.clip_cov_ratio: does nothing here; it is used only with policy_loss clip_cov",
+        ),
+        (["algo.kl_coef=0", "algo.kl_estimator=k1"], "algo.kl_estimator: does nothing here"),
+        (["algo.norm_adv=batch"], "algo.norm_adv: advantage 'grpo' applies 'group' scaling itself"),
+        (["algo.name=ppo", "algo.norm_adv=group"], None),  # GAE: norm_adv chooses the scaling
+    ],
+)
+def test_options_that_would_do_nothing_are_refused(demo, overrides, says):
+    if says is None:
+        load_config(demo, overrides)
+    else:
+        assert says in _error(demo, *overrides)
+
+
+def test_norm_adv_follows_the_advantage_chosen(demo):
+    assert load_config(demo, ["algo.advantage=rloo"]).algo.norm_adv == "none"
+    assert load_config(demo, ["algo.advantage=batch_norm"]).algo.norm_adv == "batch"
+
+
+def test_a_bad_loss_name_is_refused_by_the_cli_before_ray_or_torch(demo):
+    """One line naming the file and key, exit 2, and neither Ray nor torch imported on the way."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rlscale.cli import main; "
+        f"rc = main(['run', {str(demo)!r}, 'algo.policy_loss=ppo_clp']); "
+        "print('imported', 'ray' in sys.modules, 'torch' in sys.modules); sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"{demo}: algo.policy_loss: Input should be 'ppo_clip'" in done.stderr
+    assert done.stdout.strip() == "imported False False"
