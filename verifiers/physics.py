@@ -84,10 +84,10 @@ def extract_answer(response: str) -> str | None:
 def _marked(text: str) -> str | None:
     """The content of the last \\boxed{} or "answer is …" in text, whichever starts later."""
     answer_is = deque(_ANSWER_IS.finditer(text), maxlen=1)
-    if not answer_is:
-        return math_verifier.last_boxed(text)
-    later_boxed = math_verifier.last_boxed(text[answer_is[0].start() :])
-    return later_boxed or _clean(answer_is[0].group(1)) or None
+    boxed = math_verifier.last_boxed(text[answer_is[0].start() :] if answer_is else text)
+    if boxed is not None:
+        return boxed or None
+    return (_clean(answer_is[0].group(1)) or None) if answer_is else None
 
 
 def _clean(answer: str) -> str:
