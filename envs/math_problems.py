@@ -108,9 +108,7 @@ class MathFile(Environment):
             _, marker, final = answer.rpartition("####")
             return final.strip().replace(",", "") if marker else None
         if self.answer_format == "math":
-            # the math verifier's own \boxed{} reader (brace-matched), so gold is read as it judges
-            boxed = math_verifier._last_boxed(answer)
-            return boxed[1] if boxed else None
+            return math_verifier.last_boxed(answer)  # brace-matched: \boxed{\frac{1}{2}} whole
         return answer
 
 

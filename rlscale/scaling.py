@@ -8,8 +8,10 @@ with `.ok = False`, NaN parameters and a `.message`.
 - entropy    R = -a * exp(H) + b                           Cui et al., arXiv 2505.22617
 - power law  R = A - D * C^(-B)                            the pre-training form, for contrast
 
-Intervals come from a bootstrap: resample points (or whole runs, for seeds) with
-replacement, refit, take the 2.5 / 97.5 percentiles.
+Intervals come from a bootstrap: resample points with replacement, one at a time or in
+contiguous blocks (a moving-block bootstrap, for autocorrelated residuals), refit, take the
+2.5 / 97.5 percentiles. The fitting protocol built on these (early window, identifiability,
+seeds, recipe comparisons) is `rlscale.fitting`.
 """
 
 import math
@@ -68,8 +70,16 @@ class SigmoidFit(Fit):
     C_mid: float = NAN
     R0: float = NAN
     min_compute: float | None = None
+    A_min: float = NAN  # the lower bound A was allowed: the level the smoothed data reached
+    A_max: float = NAN  # the upper bound A was allowed (1.0 for rewards in [0, 1])
     law: ClassVar[str] = "sigmoid"
     params: ClassVar[tuple] = ("A", "B", "C_mid")
+
+    def at_bound(self, a=None) -> bool:
+        """A (or `a`) within BOUND_TOL of the gain below its upper bound: the data did not
+        stop the asymptote, the bound did (0.99994 against a bound of 1 counts)."""
+        a = self.A if a is None else a
+        return bool(self.A_max - a <= BOUND_TOL * (self.A_max - self.R0))
 
     def predict(self, compute):
         return sigmoid(np.asarray(compute, float), self.A, self.B, self.C_mid, self.R0)
@@ -159,20 +169,44 @@ def _rmse(pred, y):
     return float(np.sqrt(np.mean((pred - y) ** 2)))
 
 
-def _percentiles(fits: list[Fit], params) -> dict:
+def _percentiles(fits: list[Fit], params, level=0.95) -> dict:
     good = [f for f in fits if f.ok]
     if not good:
         return {}
     vals = np.array([[getattr(f, p) for p in params] for f in good])
-    lo, hi = np.percentile(vals, [2.5, 97.5], axis=0)
+    lo, hi = np.percentile(vals, [50 - 50 * level, 50 + 50 * level], axis=0)
     return {p: (float(a), float(b)) for p, a, b in zip(params, lo, hi)}
 
 
-def _bootstrap(fit_fn, x, y, n, seed) -> list[Fit]:
-    """Refit on n resamples of the points (steps) drawn with replacement."""
+def resample_fits(fit_fn, x, y, n, seed=0, block=1) -> list[Fit]:
+    """Refit with fit_fn on n resamples of the points (in time order) drawn with replacement.
+    block > 1: a moving-block bootstrap (Kunsch 1989): contiguous stretches of `block`
+    points are drawn and concatenated, so residuals correlated from one point to the next
+    keep that correlation inside each block (drawing points one by one makes the intervals
+    too narrow on such curves). block = 1 is the ordinary bootstrap."""
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    m = x.size
+    if m == 0 or n <= 0:
+        return []
+    b = int(np.clip(block, 1, m))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n, x.size))
+    starts = rng.integers(0, m - b + 1, size=(n, math.ceil(m / b)))
+    idx = (starts[..., None] + np.arange(b)).reshape(n, -1)[:, :m]
     return [fit_fn(x[i], y[i]) for i in idx]
+
+
+def block_length(resid) -> int:
+    """Block length for `resample_fits`: at least n^(1/3) (the usual rate for a moving-block
+    bootstrap) and at least twice the integrated autocorrelation time (1 + rho) / (1 - rho)
+    of an AR(1) with the residuals' lag-1 autocorrelation rho; at most n / 4."""
+    r = np.asarray(resid, float)
+    r = r[np.isfinite(r)] - np.nanmean(r) if r.size else r
+    n = r.size
+    if n < 8:
+        return 1
+    rho = float(np.clip(np.dot(r[:-1], r[1:]) / max(np.dot(r, r), 1e-300), 0.0, 0.9))
+    b = max(n ** (1 / 3), 2 * (1 + rho) / (1 - rho))
+    return int(np.clip(round(b), 1, n // 4))
 
 
 def bootstrap_over_runs(fit_fn: Callable, runs: list, n: int = 200, seed: int = 0) -> dict:
@@ -180,7 +214,7 @@ def bootstrap_over_runs(fit_fn: Callable, runs: list, n: int = 200, seed: int = 
     pool their points, refit with fit_fn(x, y). Returns param -> (lo, hi)."""
     rng = np.random.default_rng(seed)
     runs = [(np.asarray(x, float).ravel(), np.asarray(y, float).ravel()) for x, y in runs]
-    fits = []
+    fits: list[Fit] = []
     for _ in range(n):
         pick = rng.integers(0, len(runs), size=len(runs))
         fits.append(
@@ -192,19 +226,22 @@ def bootstrap_over_runs(fit_fn: Callable, runs: list, n: int = 200, seed: int = 
 # ----------------------------------------------------------------------------- sigmoid
 
 B_BOUNDS = (0.05, 20.0)  # efficiency exponent B: generous, so only nonsense is excluded
+BOUND_TOL = 0.01  # A within 1% of the gain (A_max - R0) below A_max counts as at the bound
 
 
 def fit_sigmoid(
-    compute, reward, *, r0=None, min_compute=None, bootstrap=0, seed=0, A=None, refine=True
+    compute, reward, *, r0=None, min_compute=None, bootstrap=0, seed=0, A=None, refine=True, block=1
 ) -> SigmoidFit:
     """Fit the ScaleRL sigmoid, the way the paper's appendix does: a grid over A and
     C_mid with B by least squares at each grid point, the lowest residual wins; then
     scipy least_squares refines all three from the best grid point.
 
-    r0: reward at the start; default the mean of the first 3 points (before the
-    min_compute cut, since R0 is the reward of the untrained policy).
+    r0: reward at the start; default the mean of the points at zero compute (a base-model
+    evaluation) if there are any, else of the first 3 points (before the min_compute cut,
+    since R0 is the reward of the untrained policy).
     min_compute: drop the noisy start (points with compute < min_compute) before fitting.
-    A: fix the asymptote and fit only B and C_mid (used by compare_recipes).
+    A: fix the asymptote and fit only B and C_mid (used to compare efficiencies).
+    bootstrap, block: intervals from that many resamples (`resample_fits`).
     """
     c, r, msg = _clean(compute, reward)
     if msg:
@@ -212,8 +249,9 @@ def fit_sigmoid(
     order = np.argsort(c, kind="stable")
     c_all, r_all = c, r = c[order], r[order]
     r0_given = r0
-    if r0 is None:  # a step-0 eval at compute 0 counts here, though the law cannot fit it
-        r0 = float(r[:3].mean()) if r.size else NAN
+    if r0 is None:  # a step-0 eval at compute 0 is the base model: R0 is its value
+        at_zero = r[c == 0]
+        r0 = float(at_zero.mean() if at_zero.size else r[:3].mean()) if r.size else NAN
     keep = c > 0
     c, r = c[keep], r[keep]
     c_lo = float(c[0]) if c.size else NAN  # C_mid may lie before the cut, not before the run
@@ -283,18 +321,21 @@ def fit_sigmoid(
         R0=r0,
         n=int(c.size),
         min_compute=min_compute,
+        A_min=a_lo,
+        A_max=a_hi,
     )
     fit.residual = _rmse(fit.predict(c), r)
     notes = []
-    if A is None and np.isclose(fit.A, a_hi):
-        notes.append("A at its upper bound")
+    if A is None and fit.at_bound():
+        notes.append(f"A at its upper bound {a_hi:.4g}: the data do not fix the asymptote")
     if np.isclose(best["logm"], logm_hi):
         notes.append("C_mid at its upper bound (run far from its midpoint)")
     fit.message = "; ".join(notes)
     if bootstrap:
         # Resample the whole run, start included, so R0's own noise reaches the intervals.
         refit = partial(fit_sigmoid, r0=r0_given, min_compute=min_compute, A=A, refine=refine)
-        fit.intervals = _percentiles(_bootstrap(refit, c_all, r_all, bootstrap, seed), fit.params)
+        fits = resample_fits(refit, c_all, r_all, bootstrap, seed, block)
+        fit.intervals = _percentiles(fits, fit.params)
     return fit
 
 
@@ -316,7 +357,7 @@ def fit_entropy_law(entropy, reward, *, bootstrap=0, seed=0) -> EntropyFit:
     fit = EntropyFit(a=float(a), b=float(b), n=int(h.size))
     fit.residual = _rmse(fit.predict(h), r)
     if bootstrap:
-        fit.intervals = _percentiles(_bootstrap(fit_entropy_law, h, r, bootstrap, seed), fit.params)
+        fit.intervals = _percentiles(resample_fits(fit_entropy_law, h, r, bootstrap, seed), fit.params)
     return fit
 
 
@@ -360,93 +401,8 @@ def fit_power_law(compute, reward, *, bootstrap=0, seed=0) -> PowerFit:
     fit = PowerFit(A=A_, B=B_, D=float(sol.x[2] * c_ref**B_), n=int(c.size))
     fit.residual = _rmse(fit.predict(c), r)
     if bootstrap:
-        fit.intervals = _percentiles(_bootstrap(fit_power_law, c, r, bootstrap, seed), fit.params)
+        fit.intervals = _percentiles(resample_fits(fit_power_law, c, r, bootstrap, seed), fit.params)
     return fit
-
-
-# ----------------------------------------------------------------------------- comparison
-
-
-@dataclass
-class RecipeComparison:
-    verdict: str
-    winner: str | None  # name of the better recipe, None when the fits are unusable
-    by: str  # "A" (asymptotes differ) or "B" (same A, efficiency decides)
-    A_a: float
-    A_b: float
-    B_a: float
-    B_b: float
-    C_mid_a: float
-    C_mid_b: float
-    shared_A: float | None = None
-
-
-def compare_recipes(
-    fit_a: SigmoidFit, fit_b: SigmoidFit, data_a, data_b, *, names=("a", "b"), a_tol=0.02
-) -> RecipeComparison:
-    """ScaleRL's rule: the higher asymptote A wins; when the two A are within a_tol
-    (0.02), refit both with A fixed at their mean and the higher efficiency B wins.
-    data_a / data_b are the (compute, reward) the fits came from."""
-    na, nb = names
-    if not (fit_a.ok and fit_b.ok):
-        bad = [n for n, f in zip(names, (fit_a, fit_b)) if not f.ok]
-        return RecipeComparison(
-            f"cannot compare: fit failed for {', '.join(bad)}",
-            None,
-            "A",
-            fit_a.A,
-            fit_b.A,
-            fit_a.B,
-            fit_b.B,
-            fit_a.C_mid,
-            fit_b.C_mid,
-        )
-    if abs(fit_a.A - fit_b.A) >= a_tol:
-        win, lose = (na, nb) if fit_a.A > fit_b.A else (nb, na)
-        return RecipeComparison(
-            f"{win} scales higher: A={max(fit_a.A, fit_b.A):.3f} vs {min(fit_a.A, fit_b.A):.3f} ({lose})",
-            win,
-            "A",
-            fit_a.A,
-            fit_b.A,
-            fit_a.B,
-            fit_b.B,
-            fit_a.C_mid,
-            fit_b.C_mid,
-        )
-    shared = (fit_a.A + fit_b.A) / 2
-    ra, rb = (
-        fit_sigmoid(*d, r0=f.R0, min_compute=f.min_compute, A=shared)
-        for d, f in ((data_a, fit_a), (data_b, fit_b))
-    )
-    if not (ra.ok and rb.ok):
-        return RecipeComparison(
-            f"cannot compare: refit with shared A={shared:.3f} failed",
-            None,
-            "B",
-            shared,
-            shared,
-            ra.B,
-            rb.B,
-            ra.C_mid,
-            rb.C_mid,
-            shared,
-        )
-    win = na if ra.B > rb.B else nb
-    return RecipeComparison(
-        f"same asymptote (|dA|={abs(fit_a.A - fit_b.A):.3f} < {a_tol}); with shared "
-        f"A={shared:.3f}, {win} is more efficient: B={max(ra.B, rb.B):.3f} vs "
-        f"{min(ra.B, rb.B):.3f}",
-        win,
-        "B",
-        shared,
-        shared,
-        ra.B,
-        rb.B,
-        ra.C_mid,
-        rb.C_mid,
-        shared,
-    )
 
 
 # ----------------------------------------------------------------------------- backtest

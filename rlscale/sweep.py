@@ -41,11 +41,10 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 from pydantic import (
@@ -59,7 +58,16 @@ from pydantic import (
 
 from rlscale import scaling
 from rlscale.config import ConfigError, RunConfig, load_config, read_yaml_mapping, save_config, validate_model
-from rlscale.fitting import X_AXES, Comparison, RunFit, compare_fits, fit_frame, json_safe
+from rlscale.fitting import (
+    X_AXES,
+    Comparison,
+    FitProtocol,
+    RunFit,
+    compare_fits,
+    fit_frame,
+    fit_seeds,
+    json_safe,
+)
 
 # ----------------------------------------------------------------------------- spec
 
@@ -339,55 +347,43 @@ def _final(frame: pd.DataFrame, col: str) -> float:
     """Mean over the last 10% of steps: one step is too noisy to call the final value."""
     if col not in frame:
         return math.nan
-    return float(frame[col].tail(max(1, len(frame) // 10)).mean())
+    values = frame[col].dropna()  # eval columns are NaN between evaluations
+    return float(values.tail(max(1, len(values) // 10)).mean())
 
 
-def _pool(runs, bins: int = 100):
-    """Several seeds' (x, y) as one curve: the points pooled, sorted by x and averaged over
-    at most `bins` runs of neighbours (each about one point per seed), so a group fits as
-    fast as one run."""
-    x = np.concatenate([np.asarray(rx, float) for rx, _ in runs])
-    y = np.concatenate([np.asarray(ry, float) for _, ry in runs])
-    order = np.argsort(x, kind="stable")
-    pooled = pd.DataFrame({"x": x[order], "y": y[order]})
-    pooled = pooled.groupby(np.arange(x.size) * min(bins, x.size) // max(x.size, 1)).mean()
-    return pooled["x"].to_numpy(), pooled["y"].to_numpy()
+def _protocol(spec: SweepSpec) -> FitProtocol:
+    return FitProtocol(x=spec.x, n_boot=spec.bootstrap)
 
 
-def _pooled_sigmoid(x, y):
-    return scaling.fit_sigmoid(*_pool([(x, y)]))
+def _group_fit(fits: list[RunFit], protocol: FitProtocol):
+    """The protocol's sigmoid for a group of seeds: their points pooled (shared A), a
+    t-interval over the seeds (block bootstrap for a single seed)."""
+    curves = [(f.points["x"], f.points["y"]) for f in fits]
+    return fit_seeds(curves, protocol)
 
 
-def _group_fit(fits: list[RunFit], n_boot: int, seed: int = 0):
-    """The sigmoid on the seeds' points pooled, with 95% intervals by resampling whole seeds
-    (or points, with one seed); returns the fit and the pooled (x, y) it was fitted on."""
-    per_seed = [(f.points["x"], f.points["y"]) for f in fits]
-    x, y = _pool(per_seed)
-    if len(fits) == 1:
-        return scaling.fit_sigmoid(x, y, bootstrap=n_boot, seed=seed), x, y
-    fit = scaling.fit_sigmoid(x, y)
-    if fit.ok and n_boot:
-        fit.intervals = scaling.bootstrap_over_runs(_pooled_sigmoid, per_seed, n=n_boot, seed=seed)
-    return fit, x, y
-
-
-def _group_row(spec: SweepSpec, name: str, members: list[Point], fits: list[RunFit], frames, sig) -> dict:
-    finals = pd.Series([_final(frames[f.name], "reward/mean") for f in fits])
-    a_lo, a_hi = sig.intervals.get("A", (math.nan, math.nan))
+def _group_row(spec: SweepSpec, name: str, members: list[Point], fits: list[RunFit], frames, est) -> dict:
+    metric = fits[0].y
+    finals = pd.Series([_final(frames[f.name], metric) for f in fits])
+    a_lo, a_hi = est.A_interval
+    sig = est.fit
     return {
         "group": name,
         **{k.lstrip("_"): v for k, v in members[0].values.items() if k != spec.seed_key},
         "seeds": f"{len(fits)}/{len(members)}",
-        "final_reward_mean": finals.mean(),
-        "final_reward_std": finals.std() if len(finals) > 1 else math.nan,
+        "metric": metric,
+        "final_mean": finals.mean(),
+        "final_std": finals.std() if len(finals) > 1 else math.nan,
         "final_entropy_mean": pd.Series([_final(frames[f.name], "entropy/mean") for f in fits]).mean(),
-        "A": sig.A,
+        "A": sig.A if est.identified else math.nan,
         "A_lo": a_lo,
         "A_hi": a_hi,
+        "A_lower": est.A_lower,
+        "identified": est.identified,
         "B": sig.B,
         "C_mid": sig.C_mid,
         "fit_rmse": sig.residual,
-        "fit_note": sig.message,
+        "fit_note": est.reason or sig.message,
     }
 
 
@@ -400,11 +396,12 @@ def build_report(spec: SweepSpec, points: list[Point], results: dict | None = No
     out = Path(spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = results or {}
+    protocol = _protocol(spec)
     groups: dict[str, list[Point]] = {}
     for p in points:
         groups.setdefault(p.group, []).append(p)
 
-    rows, run_fits, group_fits, pooled, frames, missing = [], {}, {}, {}, {}, []
+    rows, run_fits, group_fits, frames, missing = [], {}, {}, {}, []
     for name, members in groups.items():
         run_fits[name] = []
         for p in members:
@@ -416,29 +413,38 @@ def build_report(spec: SweepSpec, points: list[Point], results: dict | None = No
                 continue
             frames[p.name] = load_metrics(run_dir)
             fit = fit_frame(
-                frames[p.name], p.name, x=spec.x, bootstrap=0, backtest_frac=None, run_dir=run_dir
+                frames[p.name],
+                p.name,
+                protocol=replace(protocol, n_boot=0),
+                backtest_frac=None,
+                run_dir=run_dir,
             )
             run_fits[name].append(fit)
         if run_fits[name]:
-            group_fits[name], *pooled[name] = _group_fit(run_fits[name], spec.bootstrap)
+            group_fits[name] = _group_fit(run_fits[name], protocol)
             rows.append(_group_row(spec, name, members, run_fits[name], frames, group_fits[name]))
     table = pd.DataFrame(rows)
-    comparisons = compare_fits([(name, group_fits[name], *xy) for name, xy in pooled.items()])
+    comparisons = compare_fits(list(group_fits.items()))
 
     names = {"csv": "report.csv", "md": "report.md", "png": "report.png", "fits": "fits.json"}
     paths = {kind: out / name for kind, name in names.items()}
     table.to_csv(paths["csv"], index=False)
-    plot_groups({g: f for g, f in run_fits.items() if f}, paths["png"], group_fits=group_fits)
+    plot_groups(
+        {g: f for g, f in run_fits.items() if f},
+        paths["png"],
+        group_fits={g: e.fit for g, e in group_fits.items()},
+    )
     fits_json = {
         "sweep": spec.name,
         "x": spec.x,
+        "protocol": asdict(protocol),
         "groups": {
             g: {
                 "runs": [f.name for f in run_fits[g]],
-                "sigmoid": scaling.fit_result_to_dict(sig),
+                "sigmoid": est.to_dict(),
                 "runs_fits": {f.name: scaling.fit_result_to_dict(f.sigmoid) for f in run_fits[g]},
             }
-            for g, sig in group_fits.items()
+            for g, est in group_fits.items()
         },
         "table": table.to_dict(orient="records"),
         "comparisons": [c.to_dict() for c in comparisons],
@@ -453,10 +459,13 @@ def _markdown(spec, table: pd.DataFrame, comparisons: list[Comparison], missing)
     lines = [f"# Sweep `{spec.name}`", ""]
     if spec.description:
         lines += [spec.description.strip(), ""]
+    metric = table["metric"].iloc[0] if len(table) else "the metric"
     lines += [
-        f"Base config `{spec.base}`; x axis: {X_AXES[spec.x][1]}. Final reward: mean over the last 10% of "
-        "steps of each seed, then mean and sd over seeds. A, B, C_mid: sigmoid fitted on the seeds' "
-        "points pooled, 95% interval of A by resampling whole seeds.",
+        f"Base config `{spec.base}`; x axis: {X_AXES[spec.x][1]}; fitted metric: `{metric}` "
+        "(rlscale.fitting.FitProtocol). Final: mean over the last 10% of each seed's values, then "
+        "mean and sd over seeds. A, B, C_mid: sigmoid fitted on the seeds' points pooled; 95% "
+        "interval of A a t-interval over seeds (a block bootstrap for one seed). A blank A with "
+        "`identified` false: the asymptote is not identified, `A_lower` is its lower bound.",
         "",
         "![report](report.png)",
         "",
@@ -464,7 +473,10 @@ def _markdown(spec, table: pd.DataFrame, comparisons: list[Comparison], missing)
         "",
     ]
     if comparisons:
-        lines += ["## Comparisons (higher A wins; same A within 0.02: higher B wins)", ""]
+        lines += [
+            "## Comparisons (higher A wins, same A: higher B; only beyond the seed-to-seed spread)",
+            "",
+        ]
         lines += [f"- **{c.a}** vs **{c.b}**: {c.result.verdict}" for c in comparisons] + [""]
     if missing:
         lines += ["## Not finished", ""] + [f"- `{m['point']}`: {m['status']}" for m in missing] + [""]

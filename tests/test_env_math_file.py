@@ -47,9 +47,10 @@ def test_scoring_with_the_math_verifier(tmp_path):
     task = env.sample(random.Random(0))
     assert env.score(task, env.demonstration(task)).correct
     assert env.demonstration(task) == "\\boxed{7}"
-    assert env.score(task, "3 plus 4 makes 7").correct  # last number when nothing is boxed
+    assert env.score(task, "3 plus 4 makes 7").correct  # math-verify reads prose's last number
+    assert not env.score(task, "3 plus 4 makes 7 or 8").correct
     wrong = env.score(task, "\\boxed{8}")
-    assert not wrong.correct and wrong.score == 0 and wrong.reason == "different numbers"
+    assert not wrong.correct and wrong.score == 0 and wrong.reason == "different integers"
     assert env.score(task, "no idea").reason == "no answer found"
 
 
@@ -189,6 +190,6 @@ def test_linear_equations_knobs_and_verdicts():
     env = make_env("linear_equations")
     task = Task("Solve for x: 3x+5=20\n", "5")
     assert env.score(task, "\\boxed{5}").correct and env.score(task, "x = 5").correct
-    assert env.score(task, "\\boxed{6}").reason == "different numbers"
+    assert env.score(task, "\\boxed{6}").reason == "different integers"
     with pytest.raises(ValueError, match="max_coef"):
         make_env("linear_equations", max_coef=1)

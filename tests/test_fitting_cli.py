@@ -22,6 +22,7 @@ from rlscale.telemetry import MetricsWriter, load_metrics
 TRUE = {"A": 0.7, "B": 1.5, "C_mid": 1e11, "R0": 0.1, "a": 0.5, "b": 1.2}  # ceiling b - a = 0.7
 FLOPS_PER_STEP = 1e9
 WALL_PER_STEP = 0.5
+DEVICES = 2  # the run's device count, as its compute/device_hours column counts them
 
 
 def synthetic_frame(n=400, seed=0, sd=0.03, **kw) -> pd.DataFrame:
@@ -36,6 +37,7 @@ def synthetic_frame(n=400, seed=0, sd=0.03, **kw) -> pd.DataFrame:
         {
             "step": step,
             "time/wall_s": step * WALL_PER_STEP,
+            "compute/device_hours": step * WALL_PER_STEP / 3600 * DEVICES,
             "compute/flops": flops,
             "samples": step * 256,
             "tokens/generated": step * 1000,
@@ -104,35 +106,42 @@ def test_fit_prints_table_and_writes_fits_json(two_runs, capsys):
     assert (bt_ent["n_fit"], bt_ent["n_test"]) == (15, 85)
     assert bt_ent["rmse"] < 0.08 and bt_ent["delta"]["ceiling"] < 0.1
 
-    # two runs: ScaleRL's comparison, printed and saved with both runs
-    assert "recipe_hi scales higher" in out
+    # the protocol (the CLI's --y: training reward): A identified, its interval by a block
+    # bootstrap; the early window is 10% of the run's compute
+    assert fits["y"] == "reward/mean" and fits["protocol"]["early_window_frac"] == 0.1
+    assert sig["identified"] and sig["A_lower"] is None and "block" in sig["interval_method"]
+    assert sig["early_cut"] == pytest.approx(0.1 * load_metrics(hi)["compute/flops"].max(), rel=0.02)
+
+    # two runs, one seed each: the seed-to-seed spread is unmeasured, so no winner is named
+    # (tests/test_protocol.py decides between recipes with seeds)
+    assert "no decision: one run of recipe_hi, recipe_lo" in out
     lo_fits = json.loads((lo / "fits.json").read_text())
     assert abs(lo_fits["laws"]["sigmoid"]["A"] - 0.55) < 0.04
-    assert lo_fits["comparisons"][0]["winner"] == "recipe_hi" == fits["comparisons"][0]["winner"]
+    assert lo_fits["comparisons"][0]["winner"] is None is fits["comparisons"][0]["winner"]
 
 
-def test_fit_x_axes_and_device_hours(tmp_path):
+def test_fit_x_axes_and_device_hours():
     frame = synthetic_frame(n=50)
     steps, label = fitting.x_axis(frame, "steps")
     assert steps.tolist() == list(range(1, 51)) and label == "step"
-    run = write_run(tmp_path / "r", frame, config={"rollout": {"workers": 3}, "ray": {"worker_cpus": 2}})
-    hours, label = fitting.x_axis(frame, "hours", run_dir=run)
-    # 3 rollout workers x 2 CPUs + 1 learner CPU = 7 CPUs reserved
-    assert hours.iloc[-1] == pytest.approx(50 * WALL_PER_STEP / 3600 * 7) and "CPU-hours" in label
-    gpu_frame = frame.assign(**{"system/gpus": 4})
-    hours, label = fitting.x_axis(gpu_frame, "hours", run_dir=run)
-    assert hours.iloc[-1] == pytest.approx(50 * WALL_PER_STEP / 3600 * 4) and "GPU-hours" in label
+    # device-hours are the run's own accounting (compute/device_hours), not recomputed here
+    hours, label = fitting.x_axis(frame, "hours")
+    assert hours.iloc[-1] == pytest.approx(50 * WALL_PER_STEP / 3600 * DEVICES) and label == "device-hours"
+    # --devices: wall-clock hours times the given count instead
     assert fitting.x_axis(frame, "hours", devices=8)[0].iloc[-1] == pytest.approx(
         50 * WALL_PER_STEP / 3600 * 8
     )
+    with pytest.raises(ValueError, match="compute/device_hours"):
+        fitting.x_axis(frame.drop(columns="compute/device_hours"), "hours")
     with pytest.raises(ValueError, match="x must be one of"):
         fitting.x_axis(frame, "parsecs")
+    assert set(fitting.X_AXES) == {"flops", "hours", "steps", "tokens", "samples", "wall"}
 
 
 def test_fit_on_steps_axis_and_clean_errors(two_runs, tmp_path, capsys):
     hi, _ = two_runs
     frame = load_metrics(hi)
-    fit = fitting.fit_frame(frame, x="steps", bootstrap=0)
+    fit = fitting.fit_frame(frame, x="steps", y="reward/mean", bootstrap=0)
     # compute grows ~1e9 per step, so C_mid in steps is C_mid in FLOPs / 1e9
     assert abs(fit.sigmoid.C_mid / (TRUE["C_mid"] / FLOPS_PER_STEP) - 1) < 0.2
     assert main(["fit", str(tmp_path / "nothing")]) == 1
@@ -203,8 +212,14 @@ def test_pass_at_k_table():
 def test_live_refit_predicts_the_rest_of_the_run():
     full = synthetic_frame(n=400)
     half = full.iloc[:200]
-    out = fitting.live_refit(half, planned_steps=400, bootstrap=30)
-    assert out["fit/ok"] == 1.0
+    # halfway (2x C_mid), 0.03 noise per step: A's 95% interval is ~0.16 wide, wider than the
+    # default protocol's 0.1, so A is reported as a lower bound, not a number
+    default = fitting.live_refit(half, planned_steps=400, bootstrap=30)
+    assert default["fit/ok"] == 1.0 and default["fit/identified"] == 0.0
+    assert math.isnan(default["fit/predicted_A"]) and 0.5 < default["fit/A_lower"] < TRUE["A"]
+    wide = fitting.FitProtocol(max_interval_width=0.25, n_boot=30)
+    out = fitting.live_refit(half, planned_steps=400, protocol=wide)
+    assert out["fit/ok"] == 1.0 and out["fit/identified"] == 1.0
     assert abs(out["fit/predicted_A"] - TRUE["A"]) < 0.1
     assert out["fit/predicted_A_lo"] <= out["fit/predicted_A"] <= out["fit/predicted_A_hi"]
     true_final = sigmoid(full["compute/flops"].iloc[-1], TRUE["A"], TRUE["B"], TRUE["C_mid"], TRUE["R0"])
@@ -218,8 +233,32 @@ def test_live_refit_predicts_the_rest_of_the_run():
 
     # entropy decaying as exp(-step/100) crosses 10% of its start near step 100 * ln(10) = 230
     decaying = full.iloc[:150].assign(**{"entropy/mean": np.exp(-full["step"].iloc[:150] / 100)})
-    collapse = fitting.live_refit(decaying, planned_steps=400, bootstrap=0)["fit/entropy_collapse_step"]
-    assert 225 <= collapse <= 240
+    live = fitting.live_refit(decaying, planned_steps=400, bootstrap=0)
+    assert 225 <= live["fit/entropy_collapse_step"] <= 240
+    # the warning comes while entropy is still above the threshold (e^-1.5 = 0.22 > 0.1)
+    assert live["fit/entropy_collapse_warning"] == 1.0 and live["fit/entropy_collapsed"] == 0.0
+    fast = full.iloc[:150].assign(**{"entropy/mean": np.exp(-full["step"].iloc[:150] / 20)})
+    late = fitting.live_refit(fast, planned_steps=400, bootstrap=0)
+    assert late["fit/entropy_collapsed"] == 1.0 and late["fit/entropy_collapse_warning"] == 0.0
+
+
+def test_live_refit_early_stop_on_the_gain_from_doubling():
+    """Stop only when A is identified and even the top of the interval of the gain from
+    doubling the compute so far is below the threshold."""
+    full = synthetic_frame(n=400)
+    wide = fitting.FitProtocol(max_interval_width=0.25, n_boot=30)
+    # at 4x C_mid doubling buys 0.6 * (0.958 - 0.889) = 0.041; at 2x C_mid it buys 0.09
+    true_gain = {
+        n: float(np.diff(sigmoid(np.array([1, 2]) * n * 1e9, 0.7, 1.5, 1e11, 0.1))[0]) for n in (200, 400)
+    }
+    end = fitting.live_refit(full, planned_steps=400, protocol=wide, early_stop_min_gain=0.1)
+    assert end["fit/gain_2x_lo"] <= end["fit/gain_2x"] <= end["fit/gain_2x_hi"] < 0.1
+    assert abs(end["fit/gain_2x"] - true_gain[400]) < 0.03 and end["fit/early_stop"] == 1.0
+    mid = fitting.live_refit(full.iloc[:200], planned_steps=400, protocol=wide, early_stop_min_gain=0.1)
+    assert abs(mid["fit/gain_2x"] - true_gain[200]) < 0.03 and mid["fit/early_stop"] == 0.0
+    # the same threshold without an identified A (default width 0.1 at half the run): no stop
+    loose = fitting.live_refit(full.iloc[:200], planned_steps=400, bootstrap=30, early_stop_min_gain=1.0)
+    assert loose["fit/identified"] == 0.0 and loose["fit/early_stop"] == 0.0
 
 
 def test_live_refit_never_raises():
@@ -330,7 +369,9 @@ def test_sweep_spec_errors(tmp_path, bad, message):
 
 
 def test_sweep_report_from_finished_runs(tmp_path, capsys):
-    path = write_spec(tmp_path, grid={"algo.name": ["grpo", "dapo"], "trainer.seed": [0, 1]}, bootstrap=30)
+    path = write_spec(
+        tmp_path, grid={"algo.name": ["grpo", "dapo"], "trainer.seed": [0, 1, 2, 3]}, bootstrap=30
+    )
     spec = sweep.load_spec(path)
     points = sweep.expand(spec)
     truth = {"grpo": 0.7, "dapo": 0.55}
@@ -343,17 +384,20 @@ def test_sweep_report_from_finished_runs(tmp_path, capsys):
     assert "report:" in capsys.readouterr().out
     out = tmp_path / "out" / "t"
     table = pd.read_csv(out / "report.csv").set_index("group")
-    assert table.loc["algo.name=grpo", "seeds"] == "2/2" and table.loc["algo.name=dapo", "seeds"] == "1/2"
+    # 3+ seeds: the t-interval over seeds is narrow enough to identify A (2 seeds rarely are)
+    assert table.loc["algo.name=grpo", "seeds"] == "4/4" and table.loc["algo.name=dapo", "seeds"] == "3/4"
     for group, a in truth.items():
         row = table.loc[f"algo.name={group}"]
-        assert abs(row["A"] - a) < 0.04 and row["A_lo"] <= row["A"] <= row["A_hi"]
+        # A pooled over seeds; its interval a t-interval over the seeds' fits
+        assert abs(row["A"] - a) < 0.04 and row["A_lo"] <= row["A"] <= row["A_hi"] and row["identified"]
         # final reward: the sigmoid at the end of the run (last 10% of steps), within noise
-        assert abs(row["final_reward_mean"] - sigmoid(3.8e11, a, 1.5, 1e11, 0.1)) < 0.03
-    assert not math.isnan(table.loc["algo.name=grpo", "final_reward_std"])
+        assert row["metric"] == "reward/mean"
+        assert abs(row["final_mean"] - sigmoid(3.8e11, a, 1.5, 1e11, 0.1)) < 0.03
+    assert not math.isnan(table.loc["algo.name=grpo", "final_std"])
     md = (out / "report.md").read_text()
     assert "algo.name=grpo scales higher" in md and "algo.name=dapo,seed=1" in md and "report.png" in md
     fits = json.loads((out / "fits.json").read_text())
-    assert fits["groups"]["algo.name=grpo"]["runs"] == ["algo.name=grpo,seed=0", "algo.name=grpo,seed=1"]
+    assert fits["groups"]["algo.name=grpo"]["runs"] == [f"algo.name=grpo,seed={i}" for i in range(4)]
     assert fits["missing"] == [{"point": "algo.name=dapo,seed=1", "status": "not finished"}]
     assert (out / "report.png").stat().st_size > 10_000
 

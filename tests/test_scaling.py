@@ -1,5 +1,6 @@
 """rlscale.scaling: parameter recovery on noisy synthetic curves, intervals, degenerate
-inputs, backtests, the ScaleRL comparison rule, unbiased pass@k."""
+inputs, backtests, unbiased pass@k. The protocol (early window, identifiability, block
+bootstrap coverage, seeds, the ScaleRL comparison rule) is tests/test_protocol.py."""
 
 import itertools
 import json
@@ -12,7 +13,6 @@ import pytest
 from rlscale.scaling import (
     backtest,
     bootstrap_over_runs,
-    compare_recipes,
     entropy_collapse_step,
     entropy_law,
     fit_entropy_law,
@@ -22,6 +22,7 @@ from rlscale.scaling import (
     pass_at_k,
     power_law,
     predict_remaining_gain,
+    resample_fits,
     sigmoid,
 )
 
@@ -261,29 +262,29 @@ def test_backtest_degenerate_does_not_raise():
     assert not bt.ok and math.isnan(bt.rmse)
 
 
-# ----------------------------------------------------------------------------- compare
+# ----------------------------------------------------------------------------- bounds, resampling
 
 
-def test_compare_recipes_by_asymptote():
-    da, db = sig_run(0), sig_run(1, A=0.7)
-    v = compare_recipes(fit_sigmoid(*da), fit_sigmoid(*db), da, db, names=("x", "y"))
-    assert v.by == "A" and v.winner == "x" and v.shared_A is None and "x scales higher" in v.verdict
+def test_A_at_its_bound_is_flagged_within_a_tolerance():
+    c = np.geomspace(1e2, 1e5, 60)  # still accelerating in log C: nothing stops A
+    r = 0.1 + 0.5 * np.sqrt(c / 1e5) + np.random.default_rng(0).normal(0, 0.01, c.size)
+    f = fit_sigmoid(c, r)
+    assert f.ok and f.A_max == 1.0 and f.at_bound() and "upper bound" in f.message
+    assert f.at_bound(0.99994) and f.at_bound(0.995) and not f.at_bound(0.98)  # 1% of the gain 0.9
+    assert f.A_min < f.A <= f.A_max
+    assert not fit_sigmoid(*sig_run(0)).at_bound()
 
 
-def test_compare_recipes_shared_A_then_efficiency():
-    da, db = sig_run(0, B=1.0), sig_run(1, A=0.81)  # |dA| = 0.01 < 0.02; b is steeper
-    fa, fb = fit_sigmoid(*da), fit_sigmoid(*db)
-    v = compare_recipes(fa, fb, da, db)
-    assert v.by == "B" and v.winner == "b"
-    assert v.shared_A == pytest.approx((fa.A + fb.A) / 2)
-    assert v.A_a == v.A_b == v.shared_A
-    assert v.B_b > v.B_a and abs(v.B_a - 1.0) < 0.15 and abs(v.B_b - 1.5) < 0.2
-
-
-def test_compare_recipes_failed_fit():
-    da = sig_run(0)
-    v = compare_recipes(fit_sigmoid(*da), fit_sigmoid([1, 2], [0, 1]), da, ([1, 2], [0, 1]))
-    assert v.winner is None and "cannot compare" in v.verdict
+def test_resample_fits_blocks_are_contiguous():
+    x = np.arange(100.0)
+    seen = []
+    resample_fits(lambda a, b: seen.append(a) or None, x, x, n=5, seed=0, block=10)
+    assert len(seen) == 5 and all(s.size == 100 for s in seen)
+    for s in seen:  # 10 runs of 10 consecutive points each
+        assert (np.diff(s.reshape(10, 10), axis=1) == 1).all()
+    iid = []
+    resample_fits(lambda a, b: iid.append(a) or None, x, x, n=1, seed=0)
+    assert not (np.diff(iid[0]) == 1).all()
 
 
 # ----------------------------------------------------------------------------- during a run

@@ -5,12 +5,18 @@ text or LaTeX (`m/s^2`, `\\mathrm{m\\,s^{-1}}`, `\\text{kg}`). The LaTeX is flat
 text and the units are checked against a small grammar before pint sees them, because pint
 evaluates exponents as Python numbers (`m^(10^10^10)` would never return). Symbolic answers
 (`v = \\sqrt{2 g h}`) go to the math verifier's time-bounded sympy comparison.
+
+The answer is read from the last `<answer>…</answer>` if there is one; there or else in the
+whole response, from the last `\\boxed{}` or "the answer is …", whichever comes later; else
+from the last line that holds a number ("so v = 3 m/s." -> "3 m/s"). math-verify's extraction
+does not serve here: it drops the units.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections import deque
 
 import pint
 
@@ -47,11 +53,14 @@ _QUANTITY = re.compile(
 # themselves raised to a power.
 _SAFE_UNITS = re.compile(r"(?:(?:\^|\*\*)[+-]?\d{1,2}(?!\s*(?:\^|\*\*|\d))|[A-Za-zµΩ°* /()])*")
 _FIRST_NUMBER = re.compile(r"[+-]?(?:\d|\.\d)")
+_ANSWER_IS = re.compile(r"answer\s*(?:is|:)[\s:]*(.+)", re.IGNORECASE)
+_MATH_SPAN = re.compile(r"\$\$?([^$]+)\$\$?|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+_SENTENCE_END = re.compile(r"\.(?:\s|$)")
 
 
 def verify(response: str, gold: str, *, rel_tol: float = 1e-2) -> Verdict:
     try:
-        answer = math_verifier.extract_answer(response, fallback=_last_line_from_number)
+        answer = extract_answer(response)
         if answer is None:
             return Verdict.wrong("no answer found")
         if len(answer) > MAX_ANSWER_CHARS:
@@ -62,6 +71,32 @@ def verify(response: str, gold: str, *, rel_tol: float = 1e-2) -> Verdict:
         return _compare_quantities(parse_quantity(answer), expected, rel_tol)
     except Exception as error:  # a verifier never raises on model output
         return Verdict.wrong(f"verifier error: {error!r}")
+
+
+def extract_answer(response: str) -> str | None:
+    """The final answer of a response with its units, or None (rules in the module docstring)."""
+    tag = math_verifier.answer_tag(response)
+    if tag is not None:
+        return _marked(tag) or _clean(tag) or None
+    return _marked(response) or _last_line_from_number(response)
+
+
+def _marked(text: str) -> str | None:
+    """The content of the last \\boxed{} or "answer is …" in text, whichever starts later."""
+    answer_is = deque(_ANSWER_IS.finditer(text), maxlen=1)
+    boxed = math_verifier.last_boxed(text[answer_is[0].start() :] if answer_is else text)
+    if boxed is not None:
+        return boxed or None
+    return (_clean(answer_is[0].group(1)) or None) if answer_is else None
+
+
+def _clean(answer: str) -> str:
+    """A math span that opens the answer, or the answer up to the end of its sentence."""
+    answer = answer.strip()
+    span = _MATH_SPAN.match(answer)
+    if span:
+        return next(group for group in span.groups() if group).strip()
+    return _SENTENCE_END.split(answer, maxsplit=1)[0].strip().rstrip(".").strip()
 
 
 def parse_quantity(text: str) -> pint.Quantity | None:
