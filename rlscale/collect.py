@@ -130,14 +130,14 @@ class Collector:
     def __init__(
         self,
         env,
-        render: Callable[[str], list[int]],
+        renderer,
         tokenizer,
         generate: Generate,
         *,
         cfg,
     ):
-        """`render(prompt text) -> token ids` applies the prompt template; `cfg` is the RunConfig."""
-        self.env, self.render, self.tokenizer, self.generate = env, render, tokenizer, generate
+        """`renderer.tokens(prompt)` applies the prompt template (rlscale.prompts); `cfg` is the RunConfig."""
+        self.env, self.renderer, self.tokenizer, self.generate = env, renderer, tokenizer, generate
         self.cfg = cfg
         r = cfg.rollout
         self.sampling = Sampling(
@@ -145,6 +145,7 @@ class Collector:
             top_p=r.top_p,
             max_tokens=r.max_tokens,
             stop=env.action_stop,
+            stop_token_ids=renderer.stop_token_ids,
         )
 
     def collect(self, step: int, staleness: int = 0) -> Collected:
@@ -185,7 +186,7 @@ class Collector:
         Token ids are kept per episode (actions as sampled, then the environment's answers,
         masked out of the loss), so the learner trains on exactly what was sampled."""
         G, tok = group_size, self.tokenizer
-        prompts = [self.render(t.prompt) for t in tasks]
+        prompts = [self.renderer.tokens(t.prompt) for t in tasks]
         samples = [Sample([], [], False) for _ in range(len(tasks) * G)]
         turn = 0
 

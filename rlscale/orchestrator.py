@@ -23,7 +23,7 @@ from transformers import AutoTokenizer
 
 from rlscale import checkpoint, cluster, run_dir
 from rlscale import metric_names as M
-from rlscale.collect import Collected, Collector
+from rlscale.collect import Collected, Collector, derived_seed
 from rlscale.config import RunConfig
 from rlscale.envs import make_env
 from rlscale.envs.base import MultiTurnEnvironment
@@ -31,6 +31,7 @@ from rlscale.errors import RunStopped
 from rlscale.evaluation import Evaluator
 from rlscale.learner import LearnerActor
 from rlscale.models import resolve_model
+from rlscale.prompts import PromptRenderer
 from rlscale.rollout import EnginePool, RolloutActor
 from rlscale.telemetry import MetricsWriter, Sinks, load_metrics, step_record
 
@@ -44,6 +45,8 @@ class Orchestrator:
         self.totals, start_from = run_dir.prepare(cfg, resume=resume, log=tqdm.write)
         self.model_dir = resolve_model(cfg, self.env, log=tqdm.write)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.renderer = PromptRenderer(cfg.prompt, self.tokenizer, self.model_dir)
+        self._show_prompt()
         cluster.start(cfg)
         policy_dir = str(start_from or self.model_dir)  # where the current weights live on disk
         self.learner = LearnerActor.options(**cluster.actor_options(cfg, cfg.ray.learner_cpus)).remote(
@@ -69,9 +72,7 @@ class Orchestrator:
             on_restart=self._count_restart,
         )
         self.n_params = ray.get(self.learner.num_parameters.remote())
-        self.collector = Collector(
-            self.env, self.tokenizer.encode, self.tokenizer, self.engines.generate, cfg=cfg
-        )
+        self.collector = Collector(self.env, self.renderer, self.tokenizer, self.engines.generate, cfg=cfg)
         self.evaluator = Evaluator(self.env, cfg) if cfg.eval.every else None
         self.metrics = MetricsWriter(self.run_dir)
         self.sinks = Sinks(
@@ -82,7 +83,16 @@ class Orchestrator:
 
     def _max_prompt_len(self) -> int:
         rng = random.Random(0)
-        return max(len(self.tokenizer.encode(self.env.sample(rng).prompt)) for _ in range(256)) * 2
+        return max(len(self.renderer.tokens(self.env.sample(rng).prompt)) for _ in range(256)) * 2
+
+    def _show_prompt(self) -> None:
+        """The first task exactly as the model sees it: printed, and kept in the run directory."""
+        task = self.env.sample(random.Random(derived_seed(self.cfg.trainer.seed, "tasks", 1)))
+        text = self.renderer.text(task.prompt)
+        (self.run_dir / "prompt_example.txt").write_text(text)
+        tqdm.write(
+            f"prompt template {self.renderer.template!r}; the first task as the model sees it:\n{text}"
+        )
 
     def _count_restart(self, index: int, err: Exception) -> None:
         self.totals.worker_restarts += 1

@@ -12,6 +12,7 @@ from rlscale.collect import Collector, derived_seed, step_bounded
 from rlscale.config import build_config
 from rlscale.envs import make_env
 from rlscale.models import build_tokenizer
+from rlscale.prompts import PromptRenderer
 
 
 class ScriptedGenerator:
@@ -39,7 +40,7 @@ def _collector(cfg, answers):
     tok = build_tokenizer()
     env = make_env(cfg.env.name, **cfg.env.kwargs)
     gen = ScriptedGenerator(tok, answers)
-    return Collector(env, tok.encode, tok, gen, cfg=cfg), gen, tok
+    return Collector(env, PromptRenderer(cfg.prompt, tok), tok, gen, cfg=cfg), gen, tok
 
 
 def _right_then_wrong(text, n):
