@@ -20,7 +20,9 @@ from rlscale.verifiers import Verdict
 
 @dataclass(frozen=True)
 class Task:
-    prompt: str
+    # text, or chat messages [{"role": "system"|"user"|..., "content": ...}]; the run's
+    # `prompt.template` decides how it becomes tokens (rlscale.prompts)
+    prompt: str | list[dict]
     answer: str
     meta: dict = field(default_factory=dict)
 
