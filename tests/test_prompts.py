@@ -35,7 +35,8 @@ def test_auto_uses_the_chat_template_with_the_generation_prompt(chat_tokenizer):
     assert renderer.template == "chat"
     text = renderer.text("What is 7+5?")
     assert text == (
-        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 7+5?<|im_end|>\n<|im_start|>assistant\n"
+        "<|im_start|>system\nBe brief.<|im_end|>\n"
+        "<|im_start|>user\nWhat is 7+5?<|im_end|>\n<|im_start|>assistant\n"
     )
     ids = renderer.tokens("What is 7+5?")
     assert ids[0] == chat_tokenizer.convert_tokens_to_ids("<|im_start|>")  # a special token, not characters
