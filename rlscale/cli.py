@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -153,19 +154,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the result here")
     p.set_defaults(func=_cmd_bench)
 
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (or RLSCALE_DEBUG=1)"
+    )
     args = parser.parse_args(argv)
     from rlscale.checkpoint import CheckpointError
     from rlscale.config import ConfigError
-    from rlscale.errors import RunStopped
+    from rlscale.errors import RunInterrupted, RunStopped
     from rlscale.telemetry import TelemetryError
 
+    debug = args.debug or os.environ.get("RLSCALE_DEBUG") == "1"
     try:
         return args.func(args)
     except ConfigError as err:
         print(f"config error:\n{err}", file=sys.stderr)
         return 2
+    except RunInterrupted as err:
+        print(f"rlscale: {err}", file=sys.stderr)
+        return 130
     except (RunStopped, TelemetryError, CheckpointError, FileExistsError) as err:
         print(f"rlscale: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("rlscale: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # anything else: one line, the traceback on request
+        if debug:
+            raise
+        print(f"rlscale: error: {type(err).__name__}: {err} (--debug shows the traceback)", file=sys.stderr)
         return 1
 
 

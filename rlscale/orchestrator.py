@@ -11,8 +11,11 @@ not checkpointed, so a resumed off-policy run samples its first step again, on-p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,7 +30,7 @@ from rlscale.collect import Collected, Collector, derived_seed
 from rlscale.config import RunConfig
 from rlscale.envs import make_env
 from rlscale.envs.base import MultiTurnEnvironment
-from rlscale.errors import RunStopped
+from rlscale.errors import RunInterrupted, RunStopped
 from rlscale.evaluation import Evaluator
 from rlscale.learner import LearnerActor
 from rlscale.models import resolve_model
@@ -182,6 +185,10 @@ class Orchestrator:
         )
 
     def run(self) -> dict:
+        with _stop_on_signals() as interrupted:
+            return self._run(interrupted)
+
+    def _run(self, interrupted: list[str]) -> dict:
         cfg, steps = self.cfg, self.cfg.trainer.steps
         first = self.totals.step + 1
         bar = tqdm(
@@ -204,8 +211,13 @@ class Orchestrator:
                 entropy=f"{rec.get(M.ENTROPY, float('nan')):.3f}",
                 refresh=False,
             )
-            if step % cfg.trainer.checkpoint_every == 0 or step == steps or self.stop_reason:
+            if step % cfg.trainer.checkpoint_every == 0 or step == steps or self.stop_reason or interrupted:
                 last_ckpt = self.checkpoint(step)
+            if interrupted:
+                bar.close()
+                self.metrics.close()
+                self.sinks.close()
+                raise RunInterrupted(self.run_dir, step, interrupted[0])
             if self.stop_reason:
                 tqdm.write(f"stopping early at step {step}: {self.stop_reason}")
                 break
@@ -237,6 +249,29 @@ class Orchestrator:
     def shutdown(self) -> None:
         self.engines.shutdown()
         ray.kill(self.learner)
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """The first SIGINT/SIGTERM lets the step in flight finish (the loop then checkpoints and
+    stops); a second one stops at once. Yields the list the signal's name is put in."""
+    interrupted: list[str] = []
+
+    def handler(signum, frame):
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(signal.Signals(signum).name)
+        tqdm.write(f"{interrupted[0]}: finishing this step, then checkpointing (again to stop at once)")
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield interrupted
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield interrupted
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run(cfg: RunConfig, *, resume: bool = False) -> dict:

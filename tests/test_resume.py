@@ -52,10 +52,16 @@ def _steps_recorded(run_dir) -> int:
         return 0
 
 
-def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
-    out = str(tmp_path)
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The uninterrupted run the interrupted ones must reproduce."""
+    out = tmp_path_factory.mktemp("straight")
     _finish(_rlscale("configs/demo.yaml", "name=straight", f"output_dir={out}", *OVERRIDES))
-    straight = load_metrics(tmp_path / "straight")
+    return load_metrics(out / "straight")
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, straight):
+    out = str(tmp_path)
 
     run_dir = tmp_path / "killed"
     proc = _rlscale(
@@ -84,3 +90,32 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert raw == list(range(1, STEPS + 1))  # reconciled on disk too, not only when loading
     assert resumed["reward/mean"].tolist() == straight["reward/mean"].tolist()
     assert resumed["samples"].tolist() == straight["samples"].tolist()
+
+
+def test_sigint_finishes_the_step_checkpoints_and_resumes_with_nothing_lost(tmp_path, straight):
+    """Ctrl-C mid-run: the step in flight completes, a checkpoint of it is written, one line says
+    how to resume, exit 130 without a traceback; `--resume` then matches the uninterrupted run."""
+    run_dir = tmp_path / "interrupted"
+    args = ["configs/demo.yaml", "name=interrupted", f"output_dir={tmp_path}", *OVERRIDES]
+    proc = _rlscale(*args, "trainer.checkpoint_every=100", start_new_session=True)
+    deadline = time.monotonic() + 300
+    while _steps_recorded(run_dir) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.kill(proc.pid, signal.SIGINT)  # the driver only, as a terminal's Ctrl-C reaches it
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-3000:]
+    assert "Traceback" not in out
+    stopped_at = _steps_recorded(run_dir)
+    assert 3 <= stopped_at < STEPS
+    last = out.strip().splitlines()[-1]
+    assert last == (
+        f"rlscale: SIGINT at step {stopped_at}: checkpoint written; continue with "
+        f"`rlscale run --resume {run_dir}`"
+    )
+    assert (run_dir / "checkpoints" / f"step_{stopped_at:06d}").is_dir()  # nothing lost
+
+    _finish(_rlscale("--resume", str(run_dir)))
+    resumed = load_metrics(run_dir)
+    assert list(resumed["step"]) == list(range(1, STEPS + 1))
+    assert resumed["reward/mean"].tolist() == straight["reward/mean"].tolist()
