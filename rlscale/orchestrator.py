@@ -37,6 +37,7 @@ from rlscale.models import resolve_model
 from rlscale.prompts import PromptRenderer
 from rlscale.rollout import EnginePool, RolloutActor
 from rlscale.telemetry import MetricsWriter, Sinks, load_metrics, step_record
+from rlscale.verifiers import code as code_verifier
 
 log = logging.getLogger("rlscale")
 
@@ -45,6 +46,11 @@ class Orchestrator:
     def __init__(self, cfg: RunConfig, *, resume: bool = False):
         self.cfg, self.run_dir = cfg, cfg.run_dir
         self.env = make_env(cfg.env.name, **cfg.env.kwargs)
+        if self.env.uses_sandbox:  # fail closed before any work: model-written code needs the sandbox
+            try:
+                code_verifier.require_sandbox(cfg.verify.allow_unsandboxed)
+            except RuntimeError as err:
+                raise RunStopped(str(err)) from None
         self.totals, start_from = run_dir.prepare(cfg, resume=resume, log=tqdm.write)
         self.model_dir = resolve_model(cfg, self.env, log=tqdm.write)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
