@@ -139,6 +139,7 @@ class Collector:
         """`renderer.tokens(prompt)` applies the prompt template (rlscale.prompts); `cfg` is the RunConfig."""
         self.env, self.renderer, self.tokenizer, self.generate = env, renderer, tokenizer, generate
         self.cfg = cfg
+        self.held_out: set[str] = set()  # repr of prompts training never draws (evaluation's)
         r = cfg.rollout
         self.sampling = Sampling(
             temperature=r.temperature,
@@ -159,7 +160,7 @@ class Collector:
             kept = (
                 0 if refill == 0 else int((~adv_lib.zero_variance_groups(Scores.cat(scores).rewards)).sum())
             )
-            new_tasks = [self.env.sample(rng) for _ in range(P - kept)]
+            new_tasks = [self._draw(rng) for _ in range(P - kept)]
             seeds = (cfg.trainer.seed, "sample", step, refill)
             new_groups, new_scores, seconds = self.play(
                 new_tasks, cfg.rollout.group_size, seeds, self.sampling
@@ -177,6 +178,16 @@ class Collector:
             keep &= keep.cumsum(0) <= P  # at most P groups per update
         batch = Batch([groups[i] for i in keep.nonzero().flatten().tolist()])
         return Collected(tasks, groups, sc, keep, batch, staleness, rollout_s, verify_s)
+
+    def _draw(self, rng: random.Random):
+        """The next training task, skipping held-out ones (bounded: the set is finite)."""
+        for _ in range(1000):
+            task = self.env.sample(rng)
+            if repr(task.prompt) not in self.held_out:
+                return task
+        raise RuntimeError(
+            "eval.held_out: 1,000 draws in a row were evaluation tasks; the task space is too small"
+        )
 
     def play(
         self, tasks: list, group_size: int, seed_parts: tuple, sampling: Sampling

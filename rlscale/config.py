@@ -167,12 +167,30 @@ class TrainerConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    """Periodic pass@k on a fixed set of tasks drawn with their own seed (the base model at step 1)."""
+    """Evaluation on a fixed task set drawn with its own seed (rlscale.evaluation).
+
+    Before step s's update when (s - 1) % every == 0 (step 1: the base model, at zero training
+    compute), more often early when early_every/early_until are set, and after the last update.
+    Logged on that step's row: eval/pass@k, eval/mean@n, eval/train_flops (the training compute
+    the evaluated weights had: the x of a fit) and compute/eval_flops (never on the training axis).
+    """
 
     every: int = Field(0, ge=0)  # steps between evaluations; 0 = off
-    tasks: int = Field(32, ge=1)
+    tasks: int = Field(32, ge=1)  # 256 x 8 samples: mean@8 has a standard error of about 0.01
     samples: int = Field(8, ge=1)  # n per task: pass@k for k up to n
     temperature: float = Field(1.0, gt=0)
+    early_every: int = Field(0, ge=0)  # denser early: every this many steps ...
+    early_until: int = Field(0, ge=0)  # ... up to this step
+    final: bool = True  # also evaluate after the last update
+    # training never draws an evaluation task (for environments with far more tasks than a run sees)
+    held_out: bool = False
+
+    def due(self, step: int) -> bool:
+        """Whether to evaluate before step `step`'s update."""
+        if not self.every:
+            return False
+        early = self.early_every and step <= self.early_until and (step - 1) % self.early_every == 0
+        return bool(early) or (step - 1) % self.every == 0
 
 
 class ScalingConfig(_Strict):

@@ -2,7 +2,7 @@
 
 An evaluation draws n samples for each of a fixed set of tasks and counts the correct ones
 per task; pass@k is the mean over tasks of the unbiased estimator `scaling.pass_at_k`.
-The orchestrator logs it every few steps as `eval/pass@1`, `eval/pass@2`, ..., `eval/pass@n`
+The orchestrator logs `eval/pass@1`, `eval/pass@2`, ..., `eval/pass@n` and `eval/mean@n`
 (one column per k in `default_ks(n)`, NaN on steps without an evaluation); `rlscale plot`
 draws those columns as pass@k curves.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace
 
 import numpy as np
 
@@ -27,22 +28,24 @@ class Evaluator:
 
     def __init__(self, env, cfg):
         from rlscale.collect import derived_seed
-        from rlscale.rollout import Sampling
 
         self.cfg = cfg
         rng = random.Random(derived_seed(cfg.trainer.seed, "eval"))
         self.tasks = [env.sample(rng) for _ in range(cfg.eval.tasks)]
-        self.sampling = Sampling(
-            temperature=cfg.eval.temperature,
-            top_p=1.0,
-            max_tokens=cfg.rollout.max_tokens,
-            stop=env.action_stop,
-        )
 
-    def evaluate(self, collector, step: int) -> dict[str, float]:
+    def held_out_prompts(self) -> set:
+        """The prompts training must not draw (eval.held_out)."""
+        return {repr(t.prompt) for t in self.tasks} if self.cfg.eval.held_out else set()
+
+    def evaluate(self, collector, step: int) -> tuple[dict[str, float], int]:
+        """(eval/* metrics, tokens the evaluation generated and read: its compute's size)."""
         n = self.cfg.eval.samples
-        _, scores, _ = collector.play(self.tasks, n, (self.cfg.trainer.seed, "eval", step), self.sampling)
-        return pass_at_k_metrics(scores.correct.sum(1).long().tolist(), n)
+        sampling = replace(collector.sampling, temperature=self.cfg.eval.temperature, top_p=1.0)
+        groups, scores, _ = collector.play(self.tasks, n, (self.cfg.trainer.seed, "eval", step), sampling)
+        tokens = sum(len(g.prompt) + sum(len(s.token_ids) for s in g.samples) for g in groups)
+        metrics = pass_at_k_metrics(scores.correct.sum(1).long().tolist(), n)
+        metrics[M.mean_at(n)] = float(scores.correct.mean())
+        return metrics, tokens
 
 
 def default_ks(n: int) -> list[int]:

@@ -24,7 +24,7 @@ import ray
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from rlscale import checkpoint, cluster, run_dir
+from rlscale import accounting, checkpoint, cluster, run_dir
 from rlscale import metric_names as M
 from rlscale.collect import Collected, Collector, derived_seed
 from rlscale.config import RunConfig
@@ -83,6 +83,8 @@ class Orchestrator:
         self.n_params = ray.get(self.learner.num_parameters.remote())
         self.collector = Collector(self.env, self.renderer, self.tokenizer, self.engines.generate, cfg=cfg)
         self.evaluator = Evaluator(self.env, cfg) if cfg.eval.every else None
+        if self.evaluator is not None:
+            self.collector.held_out = self.evaluator.held_out_prompts()
         self.metrics = MetricsWriter(self.run_dir)
         self.sinks = Sinks(
             cfg.telemetry.sinks, self.run_dir, cfg.name, cfg.model_dump(mode="json"), tqdm.write
@@ -109,7 +111,7 @@ class Orchestrator:
         tqdm.write(f"rollout engine {index} died; restarting it with the current weights")
 
     # -- one step ------------------------------------------------------------------------
-    def step(self, step: int, extra: dict | None = None) -> dict:
+    def step(self, step: int, extra: dict | None = None, *, final_eval: bool = False) -> dict:
         """One update. Times are what the step waited for each part (they add up to the step)."""
         t0 = time.perf_counter()
         if self.cfg.trainer.off_policy_steps:
@@ -175,9 +177,24 @@ class Orchestrator:
             )
 
     def evaluate(self, step: int) -> dict[str, float]:
-        if self.cfg.trainer.off_policy_steps and step > 1:  # the engines lag one update: catch up
+        """Evaluate the engines' current weights (synced first if they lag the learner)."""
+        start = time.perf_counter()
+        if self.cfg.trainer.off_policy_steps and self.totals.step > 0:  # the engines lag one update
             self.engines.sync(self.learner.weights.remote())
-        return self.evaluator.evaluate(self.collector, step)
+        metrics, tokens = self.evaluator.evaluate(self.collector, step)
+        self.totals.eval_flops += accounting.generation_flops(self.n_params, tokens)
+        seconds = time.perf_counter() - start
+        tqdm.write(
+            f"eval after {self.totals.step} updates: "
+            + "  ".join(f"{k.removeprefix('eval/')} {v:.3f}" for k, v in metrics.items())
+            + f"  ({seconds:.1f} s)"
+        )
+        return {
+            **metrics,
+            M.EVAL_TRAIN_FLOPS: self.totals.flops,
+            M.EVAL_FLOPS: self.totals.eval_flops,
+            M.EVAL_S: seconds,
+        }
 
     # -- the loop ------------------------------------------------------------------------
     def checkpoint(self, step: int) -> Path:
@@ -207,10 +224,12 @@ class Orchestrator:
         )
         last_ckpt = checkpoint.latest_valid(self.run_dir / "checkpoints", log=lambda _: None)
         for step in bar:
-            extra = self.evaluate(step) if cfg.eval.every and (step - 1) % cfg.eval.every == 0 else {}
+            final_eval = bool(cfg.eval.every and cfg.eval.final and step == steps)
+            # the last step is evaluated after its update; before it only if it is also the first
+            extra = self.evaluate(step) if cfg.eval.due(step) and not (final_eval and step > 1) else {}
             if cfg.scaling.refit_every and step > 1 and (step - 1) % cfg.scaling.refit_every == 0:
                 extra.update(self._refit())
-            rec = self.step(step, extra=extra)
+            rec = self.step(step, extra=extra, final_eval=final_eval)
             bar.set_postfix(
                 reward=f"{rec[M.REWARD]:.3f}",
                 acc=f"{rec[M.ACCURACY]:.3f}",

@@ -29,6 +29,7 @@ class Totals:
 
     step: int = 0
     flops: float = 0.0
+    eval_flops: float = 0.0
     samples: int = 0
     tokens_generated: int = 0
     wall_s: float = 0.0
@@ -71,6 +72,7 @@ def step_record(step: int, totals: Totals, got, stats: dict, times: dict, *, alg
         M.WALL_S: totals.wall_s,
         M.FLOPS: totals.flops,
         **{M.flops_part(part): v for part, v in totals.flops_by_part.items()},
+        M.EVAL_FLOPS: totals.eval_flops,
         M.DEVICE_HOURS: accounting.device_hours(totals.wall_s, accounting.device_count()),
         M.SAMPLES: totals.samples,
         M.TOKENS_GENERATED: totals.tokens_generated,
