@@ -285,8 +285,8 @@ def _identify(est: SigmoidEstimate, max_width: float) -> SigmoidEstimate:
     else:
         est.identified = True
         return est
-    if fit.ok:  # the interval's lower end, unless it sits at the bound: then the level reached
-        est.A_lower = lo if math.isfinite(lo) and not fit.at_bound(lo) else fit.A_min
+    if fit.ok:  # the interval's lower end, unless it sits at the bound; never below the level reached
+        est.A_lower = max(lo, fit.A_min) if math.isfinite(lo) and not fit.at_bound(lo) else fit.A_min
     return est
 
 
