@@ -319,10 +319,11 @@ def plot_backtest(runs: list[RunData], estimates: dict, rows: list[Row], path, p
             ax.axvline(f * X, color=color, linewidth=0.8, linestyle=":")
             if not est.fit.ok:
                 continue
-            lo, hi = est.band(grid)
             ax.plot(grid, est.fit.predict(grid), color=color, label=f"fit on {f:.0%}: {est.asymptote_text()}")
+            fitted = grid[grid >= (est.early_cut or 0)]  # the band where the fit saw data, and beyond
+            lo, hi = est.band(fitted)
             if np.isfinite(lo).any():
-                ax.fill_between(grid, lo, hi, color=color, alpha=0.15, linewidth=0)
+                ax.fill_between(fitted, lo, hi, color=color, alpha=0.15, linewidth=0)
             pers = next(
                 r.persistence_final
                 for r in rows
