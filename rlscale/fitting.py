@@ -285,8 +285,8 @@ def _identify(est: SigmoidEstimate, max_width: float) -> SigmoidEstimate:
     else:
         est.identified = True
         return est
-    if fit.ok:  # the interval's lower end, unless it sits at the bound: then the level reached
-        est.A_lower = lo if math.isfinite(lo) and not fit.at_bound(lo) else fit.A_min
+    if fit.ok:  # the level the data reached; the interval's lower end when the fit bent below the bound
+        est.A_lower = fit.A_min if bound or not math.isfinite(lo) else max(lo, fit.A_min)
     return est
 
 
@@ -579,7 +579,8 @@ def fit_frame(
     notes = [note] if note else []
     if not est.identified and est.fit.ok:
         notes.append(f"sigmoid: A not identified, A >= {est.A_lower:.4g} ({est.reason})")
-    notes += [f"{f.law}: {f.message}" for f in (est.fit, ent, pw) if f.message]
+    laws = (ent, pw) if not est.identified else (est.fit, ent, pw)  # the bound is said above
+    notes += [f"{f.law}: {f.message}" for f in laws if f.message]
     return RunFit(
         name=name,
         x=p.x,
@@ -750,8 +751,8 @@ def _params_text(fit: scaling.Fit, est: SigmoidEstimate | None = None) -> str:
             lo, hi = fit.intervals[p]
             line += f"  [dim][{_fmt(lo)}, {_fmt(hi)}][/]"
         lines.append(line)
-    if est is not None and not est.identified:  # a bound, not a number: say so first
-        lines.insert(0, f"[yellow]A >= {_fmt(est.A_lower)}: not identified ({escape(est.reason)})[/]")
+    if est is not None and not est.identified:  # a bound in place of the number
+        lines[0] = f"[yellow]A >= {_fmt(est.A_lower)}: not identified ({escape(est.reason)})[/]"
     elif fit.message:  # a fit that worked but hit a bound: say so next to the numbers
         lines.append(f"[yellow]{escape(fit.message)}[/]")
     return "\n".join(lines)

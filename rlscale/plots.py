@@ -2,7 +2,8 @@
 
 Always: reward and entropy against steps, reward against entropy. With fits
 (`rlscale.fitting.RunFit`): reward against compute with the fitted sigmoid, its bootstrap
-band and its extrapolation to 10x the compute seen, the asymptote A dashed; the entropy law
+band and its extrapolation to 10x the compute seen, the asymptote A dashed (dotted at its
+lower bound when the protocol does not identify it); the entropy law
 and its ceiling b - a on the reward-entropy plot; the linearised sigmoid. With `eval/pass@k`
 columns: pass@k curves. `plot_groups` draws a sweep's mean-over-seeds curves.
 """
@@ -49,12 +50,6 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-def _fmt_ci(fit, p: str, spec: str) -> str:
-    lo_hi = fit.intervals.get(p)
-    text = format(getattr(fit, p), spec)
-    return f"{text} [{lo_hi[0]:{spec}}, {lo_hi[1]:{spec}}]" if lo_hi else text
 
 
 # ----------------------------------------------------------------------------- per-step curves
@@ -122,7 +117,10 @@ def _sigmoid_curve(ax, fit, color, *, band=True) -> None:
         lo, hi = fit.band(grid)
         if np.isfinite(lo).any():
             ax.fill_between(grid, lo, hi, color=color, alpha=0.15, linewidth=0)
-    ax.axhline(sig.A, color=color, linestyle="--", linewidth=1)
+    # an unidentified asymptote is drawn at its lower bound, dotted: a bound, not a value
+    est = fit.estimate
+    a, style = (sig.A, "--") if est.identified else (est.A_lower, ":")
+    ax.axhline(a, color=color, linestyle=style, linewidth=1)
 
 
 def _reward_vs_compute(ax, fits: dict) -> None:
@@ -131,7 +129,7 @@ def _reward_vs_compute(ax, fits: dict) -> None:
         ax.plot(fit.raw["x"][keep], fit.raw["y"][keep], color=_color(i), alpha=0.2, linewidth=0.8)
         sig = fit.sigmoid
         if sig.ok:
-            text = f"{label}: A={_fmt_ci(sig, 'A', '.3f')}, B={sig.B:.2f}, C_mid={sig.C_mid:.3g}"
+            text = f"{label}: {fit.estimate.asymptote_text()}, B={sig.B:.2f}, C_mid={sig.C_mid:.3g}"
         else:
             text = f"{label}: no fit ({sig.message})"
         pts = fit.points[fit.points["x"] > 0]
@@ -150,6 +148,7 @@ def _reward_vs_compute(ax, fits: dict) -> None:
         ),
         Patch(color="gray", alpha=0.25, label="95% bootstrap band"),
         Line2D([], [], color="gray", linestyle="--", linewidth=1, label="asymptote A"),
+        Line2D([], [], color="gray", linestyle=":", linewidth=1, label="lower bound of A (not identified)"),
     ]
     if runs_legend is not None:
         ax.add_artist(runs_legend)

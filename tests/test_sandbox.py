@@ -396,6 +396,22 @@ def test_no_network_to_a_host_server():
         server.close()
 
 
+def test_the_tests_are_sandboxed_too(tmp_path):
+    victim = tmp_path / "precious"
+    victim.mkdir()
+    tests = f"""
+        import os, shutil
+        try:
+            shutil.rmtree({str(victim)!r})
+        except OSError:
+            pass
+        assert os.path.exists({__file__!r}) or os.getuid() == 0
+    """
+    verdict = run("x = 1", tests)
+    assert not verdict.correct and "AssertionError" in verdict.reason
+    assert victim.is_dir()
+
+
 def test_killing_the_parent_fails():
     verdict = run("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", "assert True")
     assert not verdict.correct and "PermissionError" in verdict.reason

@@ -1,17 +1,19 @@
 """Code verifier: untrusted programs run in a sandbox; their tests never run beside them.
 
-Trust boundary. Everything inside the sandbox is the program's: its process, memory, file
-descriptors, /proc view and anything it prints or sends may be forged. So the verdict is never
-something the program says: function tests run in a separate *judge* process outside the
-sandbox, which sees the program's top-level names as proxies and exchanges only plain data
-with it (JSON: None, bool, int, float, str, bytes, list, tuple, dict, set, complex), decoded
-into the judge's own builtin types; a pass is the judge's tests running to their end.
-Input/output tests compare the program's stdout with the expected output in this process.
-The program never sees its tests (they are not in its filesystem, argv or environment), its
-channel to the judge carries no secret, and no exemption depends on file names or lines.
+Trust boundary. Everything inside the program's sandbox is the program's: its process, memory,
+file descriptors, /proc view and anything it prints or sends may be forged. So the verdict is
+never something the program says: function tests run in a *judge*, a second sandbox the program
+cannot see (its own pid namespace, uid, filesystem and cgroup), which holds the program's
+top-level names as proxies and exchanges only plain data with it over two pipes (JSON: None,
+bool, int, float, str, bytes, list, tuple, dict, set, complex), decoded into the judge's own
+builtin types; a pass is the judge's tests running to their end, reported on a pipe only the
+judge holds. Input/output tests compare the program's stdout with the expected output in this
+process. The program never sees its tests (they are not in its filesystem, argv or
+environment), its channel to the judge carries no secret, and no exemption depends on file
+names or line numbers. The tests are sandboxed as well: they may be hostile too.
 
-- `verify(program, tests)`: `program` runs as `__main__` in the sandbox; `tests` run in the
-  judge, where a name the tests do not define resolves first to Python's builtins (the program
+- `verify(program, tests)`: `program` runs as `__main__` in its sandbox; `tests` run in the
+  judge's, where a name the tests do not define resolves first to Python's builtins (the program
   cannot shadow `abs` or `isinstance` for them), then to the program's global of that name: a
   function becomes a proxy whose calls cross as plain data, plain data is copied, anything
   else (a module, a class instance, an object equal to everything) is a TypeError. Arguments
@@ -138,10 +140,9 @@ def decode(data, resolve=None):
     raise ValueError(f"not plain data: {tag!r:.40}")
 """
 
-# Runs first in the sandboxed interpreter (argv holds no secret: limits, uid, fd numbers).
-_RUNNER = (
-    r"""# rlscale-sandbox-runner
-import json, os, resource, sys, types
+# How both sandboxed scripts start (argv holds no secret: limits, uid, fd numbers, paths).
+_PROLOGUE = r"""
+import builtins, json, os, resource, sys, types
 config = json.loads(sys.argv[1])
 sys.path += config["path"]
 for name, value in config["limits"].items():
@@ -156,9 +157,14 @@ if config["uid"]:
     os.setgid(config["uid"])
     os.setuid(config["uid"])
 """
+
+# The candidate: runs the program as __main__, then answers the judge's requests.
+_RUNNER = (
+    "# rlscale-sandbox-runner"
+    + _PROLOGUE
     + _CODEC
     + r"""
-import _sitebuiltins, builtins  # what `site` would have added (no site: it is slow to start)
+import _sitebuiltins  # what `site` would have added (no site: it is slow to start)
 builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
 builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 # Telemetry only: the program owns this process and can silence it.
@@ -233,15 +239,10 @@ if config["mode"] == "serve":
 """
 )
 
-# The judge: runs the trusted tests outside the sandbox; the program's names are proxies.
+# The judge: runs the tests in a sandbox of its own, where the program's names are proxies.
 _JUDGE = (
-    r"""# rlscale-sandbox-judge
-import builtins, json, os, resource, sys, traceback
-config = json.loads(sys.argv[1])
-sys.path += config["path"]
-for name, value in config["limits"].items():
-    resource.setrlimit(getattr(resource, name), (value, value))
-"""
+    "# rlscale-sandbox-judge"
+    + _PROLOGUE
     + _CODEC
     + r"""
 requests = os.fdopen(config["request_fd"], "wb", buffering=0)
@@ -298,11 +299,10 @@ class Namespace(dict):
 class ModuleView:
     def __init__(self, names):
         self.__dict__ = names  # unittest.main() finds the tests' TestCases here
-with open(config["tests"], encoding="utf-8") as file:
-    code = compile(file.read(), config["tests"], "exec")
-names = Namespace(__name__="__main__", __file__=config["tests"], __builtins__=builtins)
+code = compile(source, config["source"], "exec")
+names = Namespace(__name__="__main__", __file__=config["source"], __builtins__=builtins)
 sys.modules["__main__"] = ModuleView(names)
-sys.argv = [config["tests"]]
+sys.argv = [config["source"]]
 outcome = "failed"
 try:
     if replies.readline(64) != b'{"loaded": true}\n':
@@ -318,6 +318,7 @@ except SystemExit as stop:
 except ProgramGone:
     outcome = "gone"
 except BaseException as error:
+    import traceback
     traceback.print_exception(type(error), error, error.__traceback__.tb_next)  # from the tests' frame
 sys.stderr.flush()
 os.write(config["result_fd"], outcome.encode())
@@ -470,20 +471,14 @@ def run_program(
     with _scratch() as scratch:
         (scratch / "stdin").write_text(stdin, encoding="utf-8", errors="replace")
         with open(scratch / "stdin", "rb") as stdin_file, _Fds() as fds, ExitStack() as cleanup:
+            sandboxed = sandbox_problem() is None
             sandbox = _Sandbox(
-                scratch,
-                program,
-                "run",
-                timeout_s,
-                memory_mb,
-                fds,
-                cleanup,
-                stdin_file,
-                sandbox_problem() is None,
+                scratch, _RUNNER, program, "main.py", timeout_s, memory_mb, sandboxed, fds, cleanup
             )
+            sandbox.start(stdin_file, {"mode": "run"})
             sandbox.wait(time.monotonic() + timeout_s)
             run = sandbox.result()
-            with open(scratch / "stdout", "rb") as file:
+            with open(sandbox.folder / "stdout", "rb") as file:
                 return dataclasses.replace(run, stdout=file.read(MAX_FILE_BYTES))
 
 
@@ -525,60 +520,71 @@ class _Fds:
 
 
 class _Sandbox:
-    """The runner in bubblewrap, in its own cgroup; wait() bounds it, result() tears it down."""
+    """One script (the runner or the judge) on one source file, in bubblewrap and a cgroup of its
+    own; start() launches it, wait() bounds it, result() tears it down."""
 
-    def __init__(
-        self, scratch, program, mode, timeout_s, memory_mb, fds, cleanup, stdin, sandboxed, extra_fds=None
-    ):
-        self.scratch, self.program = scratch, program
-        (scratch / "main.py").write_text(program, encoding="utf-8", errors="replace")
-        self.flags_read, flags_write = fds.pipe()
-        self.info_read, info_write = fds.pipe()
-        config = {
-            "limits": {
-                "RLIMIT_AS": memory_mb << 20,
-                "RLIMIT_CPU": math.ceil(timeout_s) + 1,
-                "RLIMIT_NPROC": MAX_PROCESSES,
-                "RLIMIT_FSIZE": MAX_FILE_BYTES,
-                "RLIMIT_NOFILE": MAX_OPEN_FILES,
-                "RLIMIT_CORE": 0,
-            },
-            "source": SANDBOX_SOURCE if sandboxed else str(scratch / "main.py"),
-            # drop to a uid no other process has: no capabilities, RLIMIT_NPROC counts only ours
-            "uid": 100_000 + secrets.randbelow(1 << 30) if sandboxed and os.geteuid() == 0 else 0,
-            "mode": mode,
-            "path": _SITE_PACKAGES,
-            "flags_fd": flags_write,
-            **(extra_fds or {}),
+    def __init__(self, scratch, script, source, filename, timeout_s, memory_mb, sandboxed, fds, cleanup):
+        self.script, self.program, self.sandboxed, self.fds, self.cleanup = (
+            script,
+            source,
+            sandboxed,
+            fds,
+            cleanup,
+        )
+        self.folder = scratch / Path(filename).stem  # the host's copy; the sandbox sees only the file
+        self.folder.mkdir()
+        (self.folder / filename).write_text(source, encoding="utf-8", errors="replace")
+        self.source, self.inside = self.folder / filename, f"{os.path.dirname(SANDBOX_SOURCE)}/{filename}"
+        self.flags_read, self.flags_write = fds.pipe()
+        self.info_read, self.info_write = fds.pipe()
+        self.limits = {
+            "RLIMIT_AS": memory_mb << 20,
+            "RLIMIT_CPU": math.ceil(timeout_s) + 1,
+            "RLIMIT_NPROC": MAX_PROCESSES,
+            "RLIMIT_FSIZE": MAX_FILE_BYTES,
+            "RLIMIT_NOFILE": MAX_OPEN_FILES,
+            "RLIMIT_CORE": 0,
         }
-        passed = [flags_write, *(extra_fds or {}).values()]
-        python = [*_PYTHON, _RUNNER, json.dumps(config)]
-        self.cgroup = None
-        if sandboxed:
-            seccomp_read, seccomp_write = fds.pipe()
-            os.write(seccomp_write, _seccomp_filter())
-            fds.close(seccomp_write)
-            self.cgroup = _Cgroup(memory_mb << 20, MAX_PROCESSES)
+        self.cgroup = _Cgroup(memory_mb << 20, MAX_PROCESSES) if sandboxed else None
+        if self.cgroup:
             cleanup.callback(self.cgroup.remove)
-            command = self.cgroup.wrap(_bwrap_command(scratch / "main.py", info_write, seccomp_read) + python)
-            passed += [info_write, seccomp_read]
-            cwd = "/"
+        self.timed_out = False
+
+    def start(self, stdin, extra: dict) -> None:
+        """Launch; `extra` goes into the script's config (fds named "*_fd" are passed on)."""
+        config = {
+            "limits": self.limits,
+            "source": self.inside if self.sandboxed else str(self.source),
+            # drop to a uid no other process has: no capabilities, RLIMIT_NPROC counts only ours
+            "uid": 100_000 + secrets.randbelow(1 << 30) if self.sandboxed and os.geteuid() == 0 else 0,
+            "path": _SITE_PACKAGES,
+            "flags_fd": self.flags_write,
+            **extra,
+        }
+        passed = [value for key, value in config.items() if key.endswith("_fd")]
+        python = [*_PYTHON, self.script, json.dumps(config)]
+        if self.sandboxed:
+            seccomp_read, seccomp_write = self.fds.pipe()
+            os.write(seccomp_write, _seccomp_filter())
+            self.fds.close(seccomp_write)
+            bwrap = _bwrap_command(self.source, self.inside, self.info_write, seccomp_read)
+            command, cwd = self.cgroup.wrap(bwrap + python), "/"
+            passed += [self.info_write, seccomp_read]
         else:
-            command, cwd = python, scratch
-        with open(scratch / "stdout", "wb") as stdout, open(scratch / "stderr", "wb") as stderr:
+            command, cwd = python, self.folder
+        with open(self.folder / "stdout", "wb") as stdout, open(self.folder / "stderr", "wb") as stderr:
             self.process = subprocess.Popen(
                 command,
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
                 cwd=cwd,
-                env={"PATH": "/usr/bin:/bin", "HOME": "/tmp" if sandboxed else str(scratch)},
+                env={"PATH": "/usr/bin:/bin", "HOME": "/tmp" if self.sandboxed else str(self.folder)},
                 pass_fds=passed,
                 start_new_session=True,
             )
-        cleanup.callback(self.kill)
-        fds.close(*passed)  # the child holds them now; the program's EOFs depend on this
-        self.timed_out = False
+        self.cleanup.callback(self.kill)
+        self.fds.close(*passed)  # the child holds them now; EOFs on the pipes depend on this
 
     def wait(self, deadline: float) -> None:
         if not _exits_by(self.process, deadline):
@@ -612,7 +618,7 @@ class _Sandbox:
             self.process.returncode,
             self.timed_out,
             b"",
-            _tail(self.scratch / "stderr") or _tail(self.scratch / "stdout"),
+            _tail(self.folder / "stderr") or _tail(self.folder / "stdout"),
             memory_exceeded,
             tuple(sorted(flags)),
         )
@@ -624,50 +630,42 @@ def _judged(program: str, tests: str, timeout_s: float, memory_mb: int, sandboxe
         request_read, request_write = fds.pipe()
         reply_read, reply_write = fds.pipe()
         result_read, result_write = fds.pipe()
-        (scratch / "tests.py").write_text(tests, encoding="utf-8", errors="replace")
         sandbox = _Sandbox(
-            scratch, program, "serve", timeout_s, memory_mb, fds, cleanup, subprocess.DEVNULL, sandboxed,
-            {"request_fd": request_read, "reply_fd": reply_write},
-        )  # fmt: skip
-        judge_config = {
-            "tests": str(scratch / "tests.py"),
-            "request_fd": request_write,
-            "reply_fd": reply_read,
-            "result_fd": result_write,
-            "max_reply": MAX_FILE_BYTES,
-            "path": _SITE_PACKAGES,
-            "limits": {"RLIMIT_AS": max(memory_mb, 1024) << 20, "RLIMIT_CPU": math.ceil(timeout_s) + 1},
-        }
-        with open(scratch / "judge.out", "wb") as output:
-            judge = subprocess.Popen(
-                [*_PYTHON, _JUDGE, json.dumps(judge_config)],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=scratch,
-                env={"PATH": "/usr/bin:/bin", "HOME": str(scratch)},
-                pass_fds=(request_write, reply_read, result_write),
-                start_new_session=True,
-            )
-        cleanup.callback(_kill_group, judge)
-        fds.close(request_write, reply_read, result_write)
-        if not _exits_by(judge, deadline):
-            _kill_group(judge)
+            scratch, _RUNNER, program, "main.py", timeout_s, memory_mb, sandboxed, fds, cleanup
+        )
+        judge = _Sandbox(scratch, _JUDGE, tests, "tests.py", timeout_s, memory_mb, sandboxed, fds, cleanup)
+        sandbox.start(
+            subprocess.DEVNULL, {"mode": "serve", "request_fd": request_read, "reply_fd": reply_write}
+        )
+        judge.start(
+            subprocess.DEVNULL,
+            {
+                "request_fd": request_write,
+                "reply_fd": reply_read,
+                "result_fd": result_write,
+                "max_reply": MAX_FILE_BYTES,
+            },
+        )
+        judge.wait(deadline)
+        if judge.timed_out:
             sandbox.kill()
             return Verdict(0.0, False, f"timeout after {timeout_s:g}s", sandbox.result().flags)
         outcome = _read_now(result_read, 16).decode(errors="replace")
         if outcome in ("unloaded", "gone"):
             sandbox.wait(deadline)  # the program ended or closed its channel: how did it end?
-        run = sandbox.result()
+        run, tests_run = sandbox.result(), judge.result()
         if outcome == "passed":
             return Verdict(1.0, True, "passed", run.flags)
         if outcome in ("unloaded", "gone"):
             flags = run.flags + (("died-during-tests",) if outcome == "gone" else ())
             problem = _run_problem(run, timeout_s, memory_mb) or "exited before the tests finished"
             return Verdict(0.0, False, problem, tuple(sorted(flags)))
-        tail = _tail(scratch / "judge.out")
-        if run.memory_exceeded or "MemoryError" in tail:
+        tail = tests_run.stderr_tail
+        if run.memory_exceeded or tests_run.memory_exceeded or "MemoryError" in tail:
             problem = f"memory limit ({memory_mb} MB)"
+        elif not outcome:  # the judge itself died
+            problem = _run_problem(tests_run, timeout_s, memory_mb) or "tests did not report"
+            tail = ""
         else:
             problem = "tests failed"
         return Verdict(0.0, False, f"{problem}: {tail}" if tail else problem, run.flags)
@@ -691,13 +689,6 @@ def _exits_by(process: subprocess.Popen, deadline: float) -> bool:
         return True
     except subprocess.TimeoutExpired:
         return False
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def _run_problem(run: Run, timeout_s: float, memory_mb: int) -> str | None:
@@ -739,7 +730,7 @@ def _same_token(got: str, expected: str, rel_tol: float) -> bool:
         return False
 
 
-def _bwrap_command(source_path: Path, info_fd: int, seccomp_fd: int) -> list[str]:
+def _bwrap_command(source_path: Path, inside: str, info_fd: int, seccomp_fd: int) -> list[str]:
     if os.geteuid() == 0:
         # Every namespace but the user one: as root it would map the sandbox to host root,
         # whom RLIMIT_NPROC exempts. The runner instead drops to an unused uid, with these caps.
@@ -763,7 +754,7 @@ def _bwrap_command(source_path: Path, info_fd: int, seccomp_fd: int) -> list[str
         # bwrap copies the host's modes onto the folders it creates, e.g. /root's 0700.
         command += ["--chmod", "755", folder]
     command += ["--perms", "755", "--dir", os.path.dirname(SANDBOX_SOURCE)]
-    command += ["--ro-bind", str(source_path), SANDBOX_SOURCE, "--chdir", "/tmp"]
+    command += ["--ro-bind", str(source_path), inside, "--chdir", "/tmp"]
     return command + ["--seccomp", str(seccomp_fd), "--info-fd", str(info_fd), "--"]
 
 
