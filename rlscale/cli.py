@@ -1,4 +1,4 @@
-"""`rlscale` command line: run, sweep, fit, plot, bench, envs."""
+"""`rlscale` command line: run, sweep, fit, backtest, plot, bench, envs."""
 
 from __future__ import annotations
 
@@ -133,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="output folder (default: the first run's plots/)")
     _add_fit_options(p)
     p.set_defaults(func=_cmd_plot)
+
+    from rlscale import backtest
+
+    p = sub.add_parser(
+        "backtest",
+        help="fit each run's prefix, predict the rest, compare with the truth and persistence",
+        description=backtest.__doc__.split("\n\n")[0],
+    )
+    backtest.add_arguments(p)
+    p.set_defaults(func=backtest.main)
 
     p = sub.add_parser("envs", help="list registered environments")
     p.set_defaults(func=_cmd_envs)
