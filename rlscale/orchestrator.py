@@ -139,6 +139,8 @@ class Orchestrator:
             algo=self.cfg.algo,
             n_params=self.n_params,
         )
+        if final_eval:  # after the last update: the end point of the curve
+            record.update(self.evaluate(step))
         self.metrics.write(record)
         self.sinks.write(record)
         return record
