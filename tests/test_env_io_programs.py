@@ -79,3 +79,19 @@ def test_io_programs_train_through_the_real_stack(ray_session, tmp_path):
         orch.shutdown()
     assert record["samples"] == 6
     assert 0.0 <= record["reward/mean"] <= 1.0 and record["time/verify_s"] > 0
+
+
+def test_config_fits_the_builtin_models():
+    from pathlib import Path
+
+    from rlscale.config import load_config
+    from rlscale.models import CHARS, MAX_POSITIONS
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "code_io.yaml")
+    assert cfg.env.name == "io_programs" and cfg.model.startswith("builtin:")
+    env = make_env(cfg.env.name, **cfg.env.kwargs)
+    rng = random.Random(0)
+    tasks = [env.sample(rng) for _ in range(256)]
+    assert all(set(t.prompt + env.demonstration(t)) <= set(CHARS) for t in tasks)
+    assert 2 * max(len(t.prompt) for t in tasks) + cfg.rollout.max_tokens + 8 <= MAX_POSITIONS
+    assert all(len(env.demonstration(t)) < cfg.rollout.max_tokens for t in tasks)

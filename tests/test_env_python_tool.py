@@ -125,3 +125,23 @@ def test_python_tool_trains_through_the_real_stack(ray_session, tmp_path):
         if "\nout:" in text:  # the tool's output is the environment's: masked out of the loss
             start = len(orch.tokenizer.encode(text[: text.index("\nout:")]))
             assert mask[start] == 0.0
+
+
+def test_config_fits_the_builtin_models():
+    from pathlib import Path
+
+    from rlscale.config import load_config
+    from rlscale.models import CHARS, MAX_POSITIONS
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "python_tool.yaml")
+    assert cfg.env.name == "python_tool" and cfg.model.startswith("builtin:")
+    env = make_env(cfg.env.name, **cfg.env.kwargs)
+    rng = random.Random(0)
+    tasks = [env.sample(rng) for _ in range(256)]
+    assert all(set(t.prompt + env.demonstration(t)) <= set(CHARS) for t in tasks)
+    # every action of the demonstration fits in one generation; the whole episode in the context
+    actions = [line for t in tasks for line in env.demonstration(t).split("\n")[::2]]
+    assert max(map(len, actions)) < cfg.rollout.max_tokens
+    longest = max(len(t.prompt) + len(env.demonstration(t)) for t in tasks)
+    assert 2 * longest + cfg.rollout.max_tokens <= MAX_POSITIONS
+    assert cfg.rollout.max_turns == env.max_calls + 1

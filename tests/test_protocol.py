@@ -198,3 +198,27 @@ def test_no_decision_on_an_unidentified_or_failed_fit():
     flat = fit_sigmoid_protocol(X, np.full(X.size, 0.3), p)
     v = compare_recipes(fit_seeds(seeds(20), p), flat)
     assert v.winner is None and v.verdict.startswith("cannot compare: fit failed for b")
+
+
+def test_live_refit_fits_the_sparse_eval_with_its_base_model_row():
+    """The live refit takes the same protocol: with 20 evaluations and the base model at step 0
+    (zero compute, no training columns) it fits the eval mean, not the training reward."""
+    steps = np.arange(0, 401)
+    flops = steps * 1e9
+    clean = sigmoid(flops, 0.7, 1.5, 1e11, 0.1)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "step": steps,
+            "compute/flops": flops,
+            "reward/mean": np.where(steps > 0, clean + rng.normal(0, 0.05, steps.size), np.nan),
+            "eval/mean@8": np.where(steps % 20 == 0, clean + rng.normal(0, 0.01, steps.size), np.nan),
+        }
+    )
+    out = fitting.live_refit(frame.iloc[:201], planned_steps=400, bootstrap=50)
+    assert out["fit/ok"] == 1.0 and out["fit/fits_eval"] == 1.0
+    # nine evaluations up to 2x C_mid: A is not pinned down (said so), the near future is
+    true_gain = float(np.diff(sigmoid(np.array([2e11, 4e11]), 0.7, 1.5, 1e11, 0.1))[0])  # 0.095
+    assert out["fit/identified"] == 0.0 and np.isnan(out["fit/predicted_A"])
+    assert out["fit/gain_2x_lo"] <= true_gain <= out["fit/gain_2x_hi"]
+    assert abs(out["fit/predicted_final_reward"] - sigmoid(4e11, 0.7, 1.5, 1e11, 0.1)) < 0.05

@@ -674,3 +674,19 @@ def test_allowed_unsandboxed_limits_memory_and_scrubs_environment(unsandboxed_al
     monkeypatch.setenv("RLSCALE_TEST_SECRET", "hunter2")
     assert run("hog = bytearray(8 << 30)", memory_mb=256).reason.startswith("memory limit")
     assert run("import os\nseen = 'RLSCALE_TEST_SECRET' in os.environ", "assert not seen").correct
+
+
+def test_allowed_unsandboxed_still_caps_processes_and_ends_daemons(unsandboxed_allowed):
+    marker = new_marker()
+    verdict = run(DETACH.format(marker=marker) + "import time\ntime.sleep(0.5)", "assert True")
+    assert verdict.correct
+    assert processes_marked(marker) == []
+    forks = """
+        import os, time
+        for _ in range(200):
+            if os.fork() == 0:
+                time.sleep(2)
+                os._exit(0)
+    """
+    verdict = run(forks, "assert True")
+    assert not verdict.correct and "BlockingIOError" in verdict.reason

@@ -34,7 +34,8 @@ kills its pid namespace; the cgroup is then emptied and removed.
 
 Fail closed: without a working sandbox (bwrap, cgroups, seccomp) verification refuses, unless
 `require_sandbox(allow_unsandboxed=True)` (config `verify.allow_unsandboxed: true`) allowed
-running programs with rlimits only, unisolated from this machine.
+running programs unisolated from this machine (host files, network, the caller's /proc),
+with rlimits and, where cgroups work, the cgroup limits and cleanup.
 
 Hack telemetry (`Verdict.flags`, information only, never part of the score), a program's
 source scanned here plus audit events inside the sandbox (which a program could hide):
@@ -545,7 +546,8 @@ class _Sandbox:
             "RLIMIT_NOFILE": MAX_OPEN_FILES,
             "RLIMIT_CORE": 0,
         }
-        self.cgroup = _Cgroup(memory_mb << 20, MAX_PROCESSES) if sandboxed else None
+        # unsandboxed (when allowed), a cgroup still caps memory and processes, and ends daemons
+        self.cgroup = _Cgroup(memory_mb << 20, MAX_PROCESSES) if sandboxed or _cgroups_work() else None
         if self.cgroup:
             cleanup.callback(self.cgroup.remove)
         self.timed_out = False
@@ -571,7 +573,7 @@ class _Sandbox:
             command, cwd = self.cgroup.wrap(bwrap + python), "/"
             passed += [self.info_write, seccomp_read]
         else:
-            command, cwd = python, self.folder
+            command, cwd = (self.cgroup.wrap(python) if self.cgroup else python), self.folder
         with open(self.folder / "stdout", "wb") as stdout, open(self.folder / "stderr", "wb") as stderr:
             self.process = subprocess.Popen(
                 command,
@@ -860,6 +862,11 @@ def _cgroup_problem() -> str | None:
     except OSError as error:
         return f"cannot create cgroups under {parents[0].parent} ({error.strerror or error})"
     return None
+
+
+@functools.cache
+def _cgroups_work() -> bool:
+    return _cgroup_problem() is None
 
 
 @functools.cache
