@@ -117,9 +117,9 @@ def test_python_tool_trains_through_the_real_stack(ray_session, tmp_path):
     finally:
         orch.learner = learner
         orch.shutdown()
-    batch = captured["batch"]
-    assert record["samples"] == 6 and len(batch.responses) == 6
-    for response, mask in zip(batch.responses, batch.loss_masks):
+    samples = [s for group in captured["batch"].groups for s in group.samples]
+    assert record["samples"] == 6 and len(samples) == 6
+    for response, mask in ((s.token_ids, s.mask()) for s in samples):
         assert len(response) == len(mask) and mask[0] == 1.0
         text = orch.tokenizer.decode(response)
         if "\nout:" in text:  # the tool's output is the environment's: masked out of the loss

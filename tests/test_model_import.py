@@ -124,9 +124,10 @@ def test_smollm2_engine_learner_sync_and_grpo_step(smol_dir, tokenizer, ray_sess
     """The chat prompt through the vLLM engine: generation stops at the end of the turn with that
     token (and its log-prob) in the sample; the learner's log-probs of what was sampled equal the
     engine's; one GRPO update changes the weights; after the sync both agree again."""
+    from rlscale.batch import Batch, Group
     from rlscale.config import LearnerConfig, build_config
-    from rlscale.learner import Batch, Learner
-    from rlscale.rollout import RolloutWorker
+    from rlscale.learner import LearnerActor
+    from rlscale.rollout import RolloutActor, Sampling
 
     ray = ray_session
     threads = os.environ.get("RLSCALE_THREADS", "2")  # as a run's actors get (conftest sets 2)
@@ -137,20 +138,22 @@ def test_smollm2_engine_learner_sync_and_grpo_step(smol_dir, tokenizer, ray_sess
             "TOKENIZERS_PARALLELISM": "false",
         }
     }
-    worker = RolloutWorker.options(num_cpus=0, runtime_env=env).remote(
+    worker = RolloutActor.options(num_cpus=0, runtime_env=env).remote(
         str(smol_dir), seed=0, max_model_len=256, kv_cache_gib=0.5
     )
-    learner = Learner.options(num_cpus=0, runtime_env=env).remote(
+    learner = LearnerActor.options(num_cpus=0, runtime_env=env).remote(
         str(smol_dir),
-        algo=build_config({"algo": {"name": "grpo", "kl_coef": 0.0}}).algo.model_dump(),
-        learner={**LearnerConfig().model_dump(), "lr": 1e-5, "warmup_steps": 0},
+        algo=build_config({"algo": {"name": "grpo", "kl_coef": 0.0}}).algo,
+        learner=LearnerConfig(lr=1e-5, warmup_steps=0),
         seed=0,
         max_tokens=48,
     )
     try:
         prompt = _chat_ids(tokenizer, QUESTION)
         samples = ray.get(
-            worker.generate.remote([prompt], n=8, temperature=1.0, top_p=1.0, max_tokens=48, seeds=[3])
+            worker.generate.remote(
+                [prompt], n=8, sampling=Sampling(temperature=1.0, top_p=1.0, max_tokens=48), seeds=[3]
+            )
         )[0]
         eos = tokenizer.eos_token_id
         finished = [s for s in samples if not s.truncated]
@@ -170,13 +173,7 @@ def test_smollm2_engine_learner_sync_and_grpo_step(smol_dir, tokenizer, ray_sess
         before = dict(ray.get(learner.weights.remote()).tensors())
         fixed = prompt + finished[0].token_ids
         engine_before = ray.get(worker.sequence_logprobs.remote([fixed]))[0]
-        batch = Batch(
-            prompts=[prompt] * len(samples),
-            responses=[s.token_ids for s in samples],
-            sampler_logprobs=[s.logprobs for s in samples],
-            rewards=[float(k % 2) for k in range(len(samples))],
-            group_ids=[0] * len(samples),
-        )
+        batch = Batch([Group(prompt, samples, [float(k % 2) for k in range(len(samples))])])
         stats = ray.get(learner.update.remote(batch))
         assert torch.isfinite(torch.tensor(stats["grad_norm"]))
         after = dict(ray.get(learner.weights.remote()).tensors())
