@@ -157,3 +157,14 @@ def test_a_bad_loss_name_is_refused_by_the_cli_before_ray_or_torch(demo):
     assert done.returncode == 2, done.stderr
     assert f"{demo}: algo.policy_loss: Input should be 'ppo_clip'" in done.stderr
     assert done.stdout.strip() == "imported False False"
+
+
+def test_every_config_key_has_a_one_line_description():
+    from rlscale.config import RunConfig, config_rows
+
+    rows = config_rows(RunConfig())
+    assert len(rows) > 60
+    undocumented = [key for key, _, _, desc in rows if not desc or "\n" in desc]
+    assert undocumented == []
+    for field in RunConfig.model_fields.values():  # the sections too
+        assert field.description
