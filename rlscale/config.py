@@ -405,6 +405,7 @@ class RunConfig(_Strict):
         _resolve_algo(self.algo)
         if self.env.name not in env_names():
             raise ValueError(f"env.name: unknown environment {self.env.name!r}; choose from {env_names()}")
+        check_env_kwargs(self.env.name, self.env.kwargs)
         group_relative = self.algo.advantage in GROUP_RELATIVE
         if group_relative and self.rollout.group_size < 2:
             raise ValueError(
@@ -423,6 +424,45 @@ class RunConfig(_Strict):
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+
+# constructor arguments that name a data file or directory: checked to exist at config time
+_DATA_ARGS = ("path", "data_path", "data_file")
+
+
+def check_env_kwargs(name: str, kwargs: dict, where: str = "env.kwargs") -> None:
+    """Refuse kwargs the environment's constructor does not take, missing required ones, and
+    data files that do not exist, before anything is built (one line naming the key)."""
+    import inspect
+
+    from rlscale.envs import env_class, env_names
+
+    try:
+        params = inspect.signature(env_class(name)).parameters
+    except (TypeError, ValueError):  # no introspectable signature: the constructor checks
+        return
+    named = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    valid = ", ".join(named) or "(none)"
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        for key in kwargs:
+            if key not in named:
+                raise ValueError(f"{where}.{key}: unknown argument of environment {name!r}; valid: {valid}")
+    for key, p in named.items():
+        if p.default is p.empty and key not in kwargs:
+            raise ValueError(f"{where}.{key}: required by environment {name!r} (arguments: {valid})")
+    for key in _DATA_ARGS:
+        value = kwargs.get(key)
+        if key in named and isinstance(value, str) and not Path(value).expanduser().exists():
+            raise ValueError(f"{where}.{key}: no such file or directory: {value}")
+    components = kwargs.get("components") if name == "mixture" else None
+    for i, component in enumerate(components if isinstance(components, list) else []):
+        if isinstance(component, dict) and isinstance(component.get("kwargs") or {}, dict):
+            sub = component.get("name")
+            if sub not in env_names():
+                raise ValueError(
+                    f"{where}.components[{i}].name: unknown environment {sub!r}; choose from {env_names()}"
+                )
+            check_env_kwargs(sub, component.get("kwargs") or {}, f"{where}.components[{i}].kwargs")
 
 
 def config_rows(cfg: BaseModel, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
