@@ -1,4 +1,4 @@
-"""`rlscale` command line: run, sweep, fit, backtest, plot, bench, envs."""
+"""`rlscale` command line: run, config show, presets, sweep, fit, backtest, plot, bench, envs."""
 
 from __future__ import annotations
 
@@ -183,6 +183,31 @@ def _cmd_sweep(args) -> int:
     return sweep.main(args.spec, dry_run=args.dry_run, report_only=args.report_only, parallel=args.parallel)
 
 
+_BACKTEST_EXAMPLES = ("rlscale backtest runs/demo", "rlscale backtest runs/a runs/b --at 0.25,0.5")
+
+
+def backtest_parser() -> argparse.ArgumentParser:
+    from rlscale import backtest
+
+    p = argparse.ArgumentParser(
+        prog="rlscale backtest",
+        description=backtest.__doc__.split("\n\n")[0],
+        formatter_class=_FMT,
+        epilog=_examples(*_BACKTEST_EXAMPLES),
+    )
+    backtest.add_arguments(p)
+    for action in p._actions:  # rlscale.backtest's positional has no help of its own
+        if action.dest == "run_dirs" and not action.help:
+            action.help, action.metavar = "run directories (with metrics.jsonl)", "RUN_DIR"
+    return p
+
+
+def _cmd_backtest(args) -> int:
+    from rlscale import backtest
+
+    return backtest.main(backtest_parser().parse_args(args.rest))
+
+
 def _cmd_envs(args) -> int:
     from rlscale.envs import env_class, env_names
 
@@ -329,20 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     _add_fit_options(p)
     p.set_defaults(func=_cmd_plot)
 
-    from rlscale import backtest
-
     p = sub.add_parser(
         "backtest",
         help="fit each run's prefix, predict the rest, compare with the truth and persistence",
-        description=backtest.__doc__.split("\n\n")[0],
-        formatter_class=_FMT,
-        epilog=_examples("rlscale backtest runs/demo", "rlscale backtest runs/a runs/b --at 0.25,0.5"),
+        add_help=False,  # its parser (rlscale.backtest, which loads scipy) is built only when it runs
+        prefix_chars="\0",
     )
-    backtest.add_arguments(p)
-    for action in p._actions:  # rlscale.backtest's positional has no help of its own
-        if action.dest == "run_dirs" and not action.help:
-            action.help, action.metavar = "run directories (with metrics.jsonl)", "RUN_DIR"
-    p.set_defaults(func=backtest.main)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="rlscale backtest's arguments (see its --help)")
+    p.set_defaults(func=_cmd_backtest)
 
     p = sub.add_parser(
         "envs",
@@ -387,7 +406,6 @@ def main(argv: list[str] | None = None) -> int:
     from rlscale.checkpoint import CheckpointError
     from rlscale.config import ConfigError
     from rlscale.errors import RunInterrupted, RunStopped
-    from rlscale.telemetry import TelemetryError
 
     debug = args.debug or os.environ.get("RLSCALE_DEBUG") == "1"
     try:
@@ -398,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as err:
         print(f"rlscale: {err}", file=sys.stderr)
         return 130
-    except (RunStopped, TelemetryError, CheckpointError, FileExistsError) as err:
+    except (RunStopped, CheckpointError, FileExistsError) as err:
         print(f"rlscale: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `rlscale ... | head`
@@ -410,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
         print("rlscale: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # anything else: one line, the traceback on request
+        if any(c.__name__ == "TelemetryError" for c in type(err).__mro__):  # telemetry loads pandas
+            print(f"rlscale: {err}", file=sys.stderr)
+            return 1
         if debug:
             raise
         print(f"rlscale: error: {type(err).__name__}: {err} (--debug shows the traceback)", file=sys.stderr)

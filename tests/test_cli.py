@@ -37,7 +37,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_every_argument_has_help_and_every_command_ends_with_examples():
-    for name, parser in _sub_parsers(_parser()):
+    from rlscale.cli import backtest_parser
+
+    parsers = [*_sub_parsers(_parser()), ("rlscale backtest", backtest_parser())]
+    for name, parser in parsers:
+        if parser.prog == "rlscale backtest" and not parser.add_help:
+            continue  # the proxy that hands its arguments to backtest_parser()
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 continue
@@ -106,3 +111,13 @@ def test_an_existing_run_dir_is_refused_before_ray_starts(tmp_path, capsys):
     assert main(["run", "configs/demo.yaml", f"output_dir={tmp_path}"]) == 1
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err and "name=" in err
+
+
+def test_backtest_runs_through_its_own_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["backtest", "--help"])
+    assert "examples:" in capsys.readouterr().out
+    assert (
+        main(["backtest", "tests/data/demo_run", "--bootstrap", "10", "--out", str(tmp_path / "b.png")]) == 0
+    )
+    assert (tmp_path / "b.png").is_file()
