@@ -78,9 +78,11 @@ def start(cfg: RunConfig) -> None:
     where = f"joining Ray at {cfg.ray.address}" if cfg.ray.address else "starting a local Ray"
     print(f"{where} ...", flush=True)
     init_ray(cfg.ray.address, needed)
-    if not actor_logs_shown():
-        link = link_logs(cfg.run_dir)
-        where = link if link is not None else "Ray's log folder (/tmp/ray/session_latest/logs)"
+    link = link_logs(cfg.run_dir)
+    where = link if link is not None else "Ray's log folder (/tmp/ray/session_latest/logs)"
+    if actor_logs_shown():
+        print(f"Ray ready; engine and learner output shown here, and kept in {where}")
+    else:
         print(f"Ray ready; engine, learner and Ray logs: {where} (RLSCALE_ACTOR_LOGS=1 shows them here)")
     free = ray.available_resources().get("CPU", 0.0)
     if free < needed:  # actors that cannot be placed would wait forever
