@@ -152,6 +152,12 @@ def _cmd_plot(args) -> int:
     from rlscale.plots import plot_run_dirs
 
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "plots"
+    runs = f"{len(args.run_dirs)} runs" if len(args.run_dirs) > 1 else args.run_dirs[0]
+    print(
+        f"fitting {runs} ({args.bootstrap} bootstrap resamples), then plotting into {out} ...",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         paths = plot_run_dirs(args.run_dirs, out, x=args.x, y=args.y, **_fit_options(args))
     except (FileNotFoundError, ValueError) as err:
@@ -165,6 +171,8 @@ def _cmd_plot(args) -> int:
 def _cmd_fit(args) -> int:
     from rlscale.fitting import fit_runs, print_fits, save_fits
 
+    runs = f"{len(args.run_dirs)} runs" if len(args.run_dirs) > 1 else args.run_dirs[0]
+    print(f"fitting {runs} ({args.bootstrap} bootstrap resamples) ...", file=sys.stderr, flush=True)
     try:
         options = _fit_options(args)
         report = fit_runs(args.run_dirs, x=args.x, y=args.y, backtest_frac=args.backtest_frac, **options)

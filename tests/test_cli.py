@@ -121,3 +121,13 @@ def test_backtest_runs_through_its_own_parser(tmp_path, capsys):
         main(["backtest", "tests/data/demo_run", "--bootstrap", "10", "--out", str(tmp_path / "b.png")]) == 0
     )
     assert (tmp_path / "b.png").is_file()
+
+
+def test_plot_says_what_it_does_before_the_fits(tmp_path, capsys):
+    assert (
+        main(["plot", "tests/data/demo_run", "--out", str(tmp_path), "--bootstrap", "5", "--bins", "20"]) == 0
+    )
+    captured = capsys.readouterr()  # what it does on stderr; stdout stays the list of files
+    said = f"fitting tests/data/demo_run (5 bootstrap resamples), then plotting into {tmp_path} ..."
+    assert captured.err.splitlines()[0] == said
+    assert all(line.endswith(".png") for line in captured.out.splitlines())
