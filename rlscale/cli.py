@@ -1,4 +1,4 @@
-"""`rlscale` command line: run, sweep, fit, backtest, plot, bench, envs."""
+"""`rlscale` command line: run, config show, presets, sweep, fit, backtest, plot, bench, envs."""
 
 from __future__ import annotations
 
@@ -9,20 +9,74 @@ import sys
 from pathlib import Path
 
 
-def _cmd_run(args) -> int:
+def _split_config(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """`rlscale run key=value` (no file): the first positional was an override."""
+    if config and "=" in config and not Path(config).is_file():
+        return None, [config, *overrides]
+    return config, list(overrides)
+
+
+def _load_run_config(args):
     from rlscale.config import ConfigError, load_config
 
-    overrides = list(args.overrides)
+    config, overrides = _split_config(args.config, args.overrides)
     if args.resume:  # the run's own resolved config; CONFIG, if given, is taken as an override
-        if args.config:
-            overrides.insert(0, args.config)
+        if config:
+            overrides.insert(0, config)
         cfg = load_config(Path(args.resume) / "config.yaml", overrides)
         if cfg.run_dir.resolve() != Path(args.resume).resolve():
             raise ConfigError(f"--resume {args.resume}: overrides may not move the run (name/output_dir)")
-    elif args.config:
-        cfg = load_config(args.config, overrides)
+    elif config:
+        cfg = load_config(config, overrides)
     else:
         raise ConfigError("rlscale run: give a CONFIG file, or --resume RUN_DIR")
+    return cfg
+
+
+def _run_exists(cfg) -> bool:
+    return (cfg.run_dir / "metrics.jsonl").is_file()
+
+
+def _dry_run(cfg, resume: bool) -> int:
+    from rlscale.presets import ALGO_PRESETS
+
+    algo = cfg.algo
+    preset = ALGO_PRESETS[algo.name]
+    changed = [k for k in preset if getattr(algo, k) != preset[k]]
+    kwargs = " ".join(f"{k}={v!r}" for k, v in cfg.env.kwargs.items()) or "(defaults)"
+    keys = ("advantage", "policy_loss", "loss_agg", "eps_low", "eps_high", "kl_coef", "critic")
+    print("dry run: the config is valid; nothing was started")
+    print(f"  model:     {cfg.model}")
+    print(f"  env:       {cfg.env.name}  {kwargs}")
+    print(f"  algo:      {algo.name} -> " + " ".join(f"{k}={getattr(algo, k)}" for k in keys))
+    if changed:
+        print("             set over the preset: " + " ".join(f"{k}={getattr(algo, k)}" for k in changed))
+    r = cfg.rollout
+    print(f"  steps:     {cfg.trainer.steps} x {r.prompts_per_step} prompts x {r.group_size} samples")
+    print(f"  rollout:   {r.workers} worker(s), max_tokens {r.max_tokens}, temperature {r.temperature}")
+    evals = f"every {cfg.eval.every} steps" if cfg.eval.every else "off"
+    refit = f"every {cfg.scaling.refit_every} steps" if cfg.scaling.refit_every else "off"
+    print(f"  eval:      {evals};  refit: {refit}")
+    print(f"  ray:       {cfg.ray.address or 'a local Ray started for this run'}")
+    if resume:
+        state = "resumed from its last checkpoint"
+    elif _run_exists(cfg):
+        state = f"EXISTS: `rlscale run` would refuse it; use --resume {cfg.run_dir} or another name=..."
+    else:
+        state = "new"
+    print(f"  run dir:   {cfg.run_dir}  ({state})")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    cfg = _load_run_config(args)
+    if args.dry_run:
+        return _dry_run(cfg, bool(args.resume))
+    if not args.resume and _run_exists(cfg):  # refused here, before Ray, torch and vLLM load
+        raise FileExistsError(
+            f"{cfg.run_dir} already holds a run; continue it with `rlscale run --resume "
+            f"{cfg.run_dir}` or choose another `name=...`/`output_dir=...`"
+        )
     from rlscale.orchestrator import run  # Ray, torch and vLLM: only once the config is valid
 
     summary = run(cfg, resume=bool(args.resume))
@@ -36,6 +90,48 @@ def _cmd_run(args) -> int:
     print(f"  plots:       {plots} in {Path(summary['run_dir']) / 'plots'}")
     print(f"  checkpoint:  {summary['checkpoint']}")
     print(f"  summary:     {Path(summary['run_dir']) / 'summary.json'}")
+    return 0
+
+
+def _show(value) -> str:
+    return "-" if value is None else (str(value) if not isinstance(value, str) else value or "''")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _cmd_config_show(args) -> int:
+    from rlscale.config import build_config, config_rows, load_config
+
+    config, overrides = _split_config(args.config, args.overrides)
+    if config:
+        cfg, source = load_config(config, overrides), config
+    else:
+        cfg, source = build_config({}, source="<defaults>", overrides=overrides), "the defaults"
+    rows = [(k, _show(v), _show(d), desc) for k, v, d, desc in config_rows(cfg)]
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    width = [max(w, len(h)) for w, h in zip(width, ("key", "value", "default"))]
+    width[1], width[2] = min(width[1], 28), min(width[2], 20)
+    print(f"resolved config of {source} (* = differs from the default; algo '-' = the preset's)")
+    print(f"  {'key':<{width[0]}}  {'value':<{width[1]}}  {'default':<{width[2]}}  meaning")
+    for key, value, default, desc in rows:
+        value, default = _clip(value, width[1]), _clip(default, width[2])
+        mark = "*" if value != default else " "
+        print(f"{mark} {key:<{width[0]}}  {value:<{width[1]}}  {default:<{width[2]}}  {desc}")
+    return 0
+
+
+def _cmd_presets(args) -> int:
+    import textwrap
+
+    from rlscale.presets import ALGO_PRESETS
+
+    print("algo.name picks a preset; any algo.<key> set in a config or on the command line overrides it.")
+    for name, preset in ALGO_PRESETS.items():
+        text = " ".join(f"{k}={v}" for k, v in preset.items())
+        print(f"\n{name}")
+        print(textwrap.fill(text, width=100, initial_indent="    ", subsequent_indent="    "))
     return 0
 
 
@@ -56,8 +152,14 @@ def _cmd_plot(args) -> int:
     from rlscale.plots import plot_run_dirs
 
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "plots"
+    runs = f"{len(args.run_dirs)} runs" if len(args.run_dirs) > 1 else args.run_dirs[0]
+    print(
+        f"fitting {runs} ({args.bootstrap} bootstrap resamples), then plotting into {out} ...",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
-        paths = plot_run_dirs(args.run_dirs, out, x=args.x, **_fit_options(args))
+        paths = plot_run_dirs(args.run_dirs, out, x=args.x, y=args.y, **_fit_options(args))
     except (FileNotFoundError, ValueError) as err:
         print(f"rlscale plot: {err}", file=sys.stderr)
         return 1
@@ -69,6 +171,8 @@ def _cmd_plot(args) -> int:
 def _cmd_fit(args) -> int:
     from rlscale.fitting import fit_runs, print_fits, save_fits
 
+    runs = f"{len(args.run_dirs)} runs" if len(args.run_dirs) > 1 else args.run_dirs[0]
+    print(f"fitting {runs} ({args.bootstrap} bootstrap resamples) ...", file=sys.stderr, flush=True)
     try:
         options = _fit_options(args)
         report = fit_runs(args.run_dirs, x=args.x, y=args.y, backtest_frac=args.backtest_frac, **options)
@@ -85,6 +189,31 @@ def _cmd_sweep(args) -> int:
     from rlscale import sweep
 
     return sweep.main(args.spec, dry_run=args.dry_run, report_only=args.report_only, parallel=args.parallel)
+
+
+_BACKTEST_EXAMPLES = ("rlscale backtest runs/demo", "rlscale backtest runs/a runs/b --at 0.25,0.5")
+
+
+def backtest_parser() -> argparse.ArgumentParser:
+    from rlscale import backtest
+
+    p = argparse.ArgumentParser(
+        prog="rlscale backtest",
+        description=backtest.__doc__.split("\n\n")[0],
+        formatter_class=_FMT,
+        epilog=_examples(*_BACKTEST_EXAMPLES),
+    )
+    backtest.add_arguments(p)
+    for action in p._actions:  # rlscale.backtest's positional has no help of its own
+        if action.dest == "run_dirs" and not action.help:
+            action.help, action.metavar = "run directories (with metrics.jsonl)", "RUN_DIR"
+    return p
+
+
+def _cmd_backtest(args) -> int:
+    from rlscale import backtest
+
+    return backtest.main(backtest_parser().parse_args(args.rest))
 
 
 def _cmd_envs(args) -> int:
@@ -104,53 +233,167 @@ def _cmd_bench(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rlscale", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+_FMT = argparse.RawDescriptionHelpFormatter
 
-    p = sub.add_parser("run", help="one RL run from a config, or --resume one")
-    p.add_argument("config", nargs="?")
-    p.add_argument("overrides", nargs="*", help="key.sub=value")
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rlscale",
+        description=__doc__,
+        formatter_class=_FMT,
+        epilog=_examples(
+            "rlscale run configs/demo.yaml name=try1 trainer.steps=50",
+            "rlscale run --dry-run configs/demo.yaml algo.name=dapo",
+            "rlscale config show configs/demo.yaml",
+            "rlscale presets",
+            "rlscale fit runs/demo",
+            "rlscale <command> --help    (each command's options and examples)",
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "run",
+        help="one RL run from a config, or --resume one",
+        description="One RL run: the config is validated (a second), then Ray, the engines and the "
+        "learner start.",
+        formatter_class=_FMT,
+        epilog=_examples(
+            "rlscale run configs/demo.yaml",
+            "rlscale run configs/demo.yaml name=lr3e-4 learner.lr=3e-4 algo.name=dapo",
+            "rlscale run --dry-run configs/demo.yaml trainer.steps=1000",
+            "rlscale run --resume runs/demo                    # continue from the last checkpoint",
+            "rlscale run --resume runs/demo trainer.steps=800  # ... and extend it",
+        ),
+    )
+    p.add_argument(
+        "config", nargs="?", metavar="CONFIG", help="the run config (YAML), e.g. configs/demo.yaml"
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, key.sub=value (values are YAML)"
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print what would run; start nothing (no Ray, torch)",
+    )
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("sweep", help="many runs from an experiments/ spec, in parallel on Ray")
-    p.add_argument("spec")
+    p = sub.add_parser(
+        "config",
+        help="show a config resolved: every key's value, default and meaning",
+        formatter_class=_FMT,
+        epilog=_examples(
+            "rlscale config show                      # the defaults",
+            "rlscale config show configs/demo.yaml",
+            "rlscale config show configs/demo.yaml algo.name=dapo",
+        ),
+    )
+    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = csub.add_parser(
+        "show",
+        help="print the resolved config (presets filled in) with defaults and meanings",
+        formatter_class=_FMT,
+        epilog=_examples("rlscale config show configs/demo.yaml rollout.group_size=16"),
+    )
+    c.add_argument("config", nargs="?", metavar="CONFIG", help="a run config (YAML); none: the defaults")
+    c.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, key.sub=value")
+    c.set_defaults(func=_cmd_config_show)
+
+    p = sub.add_parser(
+        "presets",
+        help="list the algorithm presets (algo.name) and what each sets",
+        formatter_class=_FMT,
+        epilog=_examples("rlscale presets", "rlscale run configs/demo.yaml algo.name=dapo algo.eps_high=0.3"),
+    )
+    p.set_defaults(func=_cmd_presets)
+
+    p = sub.add_parser(
+        "sweep",
+        help="many runs from an experiments/ spec, in parallel on Ray",
+        description="A grid of config overrides, every point a run, then one report (README: Sweeps).",
+        formatter_class=_FMT,
+        epilog=_examples(
+            "rlscale sweep experiments/ladder.yaml --dry-run   # the points, validated",
+            "rlscale sweep experiments/ladder.yaml --parallel 2",
+            "rlscale sweep experiments/ladder.yaml --report-only",
+        ),
+    )
+    p.add_argument("spec", metavar="SPEC", help="the sweep spec (YAML), e.g. experiments/ladder.yaml")
     p.add_argument("--dry-run", action="store_true", help="validate and print the points; run nothing")
     p.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
     p.add_argument("--parallel", type=int, help="runs at once (default: the spec's)")
     p.set_defaults(func=_cmd_sweep)
 
-    p = sub.add_parser("fit", help="fit scaling laws, print a table, write fits.json in each run")
-    p.add_argument("run_dirs", nargs="+")
+    p = sub.add_parser(
+        "fit",
+        help="fit scaling laws, print a table, write fits.json in each run",
+        formatter_class=_FMT,
+        epilog=_examples(
+            "rlscale fit runs/demo",
+            "rlscale fit runs/demo --x steps --y entropy/mean",
+            "rlscale fit runs/a runs/b --bootstrap 500",
+        ),
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (with metrics.jsonl)")
     _add_fit_options(p)
     p.add_argument("--y", default="reward/mean", help="metric to fit (default reward/mean)")
     p.add_argument("--backtest-frac", type=float, default=0.5, help="share of x the backtest fits on")
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("plot", help="PNG plots of one or several runs, overlaid, with fitted laws")
-    p.add_argument("run_dirs", nargs="+")
+    p = sub.add_parser(
+        "plot",
+        help="PNG plots of one or several runs, overlaid, with fitted laws",
+        formatter_class=_FMT,
+        epilog=_examples(
+            "rlscale plot runs/demo                     # into runs/demo/plots",
+            "rlscale plot runs/a runs/b --out figs/",
+            "rlscale plot runs/demo --x steps --y eval/mean@8",
+        ),
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (with metrics.jsonl)")
     p.add_argument("--out", help="output folder (default: the first run's plots/)")
+    p.add_argument("--y", default="reward/mean", help="metric the laws are fitted to (default reward/mean)")
     _add_fit_options(p)
     p.set_defaults(func=_cmd_plot)
-
-    from rlscale import backtest
 
     p = sub.add_parser(
         "backtest",
         help="fit each run's prefix, predict the rest, compare with the truth and persistence",
-        description=backtest.__doc__.split("\n\n")[0],
+        add_help=False,  # its parser (rlscale.backtest, which loads scipy) is built only when it runs
+        prefix_chars="\0",
     )
-    backtest.add_arguments(p)
-    p.set_defaults(func=backtest.main)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="rlscale backtest's arguments (see its --help)")
+    p.set_defaults(func=_cmd_backtest)
 
-    p = sub.add_parser("envs", help="list registered environments")
+    p = sub.add_parser(
+        "envs",
+        help="list registered environments",
+        formatter_class=_FMT,
+        epilog=_examples("rlscale envs", "rlscale run configs/demo.yaml name=rev env.name=reverse"),
+    )
     p.set_defaults(func=_cmd_envs)
 
-    p = sub.add_parser("bench", help="performance against a peer, printed and saved")
-    p.add_argument("what", choices=["rollout", "e2e", "learner", "breakdown", "verify"])
-    p.add_argument("run_dir", nargs="?", help="breakdown: the run directory")
-    p.add_argument("--model", default="builtin:small")
+    p = sub.add_parser(
+        "bench",
+        help="performance against a peer, printed and saved",
+        formatter_class=_FMT,
+        epilog=_examples(
+            "rlscale bench rollout --model builtin:small",
+            "rlscale bench e2e --steps 50 --json e2e.json",
+            "rlscale bench breakdown runs/demo",
+        ),
+    )
+    p.add_argument(
+        "what", choices=["rollout", "e2e", "learner", "breakdown", "verify"], help="what to benchmark"
+    )
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="breakdown: the run directory")
+    p.add_argument("--model", default="builtin:small", help="model to benchmark (default builtin:small)")
     p.add_argument("--prompts", type=int, help="prompts per batch (default 64; e2e: the config's)")
     p.add_argument("--group-size", type=int, help="samples per prompt (default 8; e2e: the config's)")
     p.add_argument("--max-tokens", type=int, help="tokens per response (default 32; e2e: the config's)")
@@ -171,7 +414,6 @@ def main(argv: list[str] | None = None) -> int:
     from rlscale.checkpoint import CheckpointError
     from rlscale.config import ConfigError
     from rlscale.errors import RunInterrupted, RunStopped
-    from rlscale.telemetry import TelemetryError
 
     debug = args.debug or os.environ.get("RLSCALE_DEBUG") == "1"
     try:
@@ -182,15 +424,21 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as err:
         print(f"rlscale: {err}", file=sys.stderr)
         return 130
-    except (RunStopped, TelemetryError, CheckpointError, FileExistsError) as err:
+    except (RunStopped, CheckpointError, FileExistsError) as err:
         print(f"rlscale: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `rlscale ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         if debug:
             raise
         print("rlscale: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # anything else: one line, the traceback on request
+        if any(c.__name__ == "TelemetryError" for c in type(err).__mro__):  # telemetry loads pandas
+            print(f"rlscale: {err}", file=sys.stderr)
+            return 1
         if debug:
             raise
         print(f"rlscale: error: {type(err).__name__}: {err} (--debug shows the traceback)", file=sys.stderr)

@@ -10,21 +10,61 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import ray
 
 from rlscale.config import RunConfig
 from rlscale.errors import RunStopped
 
+# Ray's notice that the private Ray it starts uses token authentication: nothing to act on
+_AUTH_NOTICE = "ray._private.authentication.authentication_token_setup"
+
+
+def actor_logs_shown() -> bool:
+    """RLSCALE_ACTOR_LOGS=1: the actors' output (vLLM, transformers, Ray workers) in the terminal
+    too; by default it stays in Ray's log folder, linked from the run directory as ray_logs/."""
+    return os.environ.get("RLSCALE_ACTOR_LOGS") == "1"
+
 
 def init_ray(address: str | None, needed_cpus: float) -> None:
     if ray.is_initialized():
         return
-    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=actor_logs_shown())
     if address:
         ray.init(address=address, **kwargs)
     else:  # a local Ray sized so that every actor fits even on a 2-core machine
-        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(needed_cpus + 0.999)), **kwargs)
+        notice = logging.getLogger(_AUTH_NOTICE)
+        level = notice.level
+        notice.setLevel(logging.ERROR)
+        try:
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(needed_cpus + 0.999)), **kwargs)
+        finally:
+            notice.setLevel(level)
+
+
+def ray_logs_dir() -> Path | None:
+    """This machine's folder of Ray's logs for the running session (workers' stdout/stderr)."""
+    try:
+        path = Path(ray._private.worker._global_node.get_logs_dir_path())
+    except Exception:  # a Ray Client connection, or Ray internals that moved
+        return None
+    return path if path.is_dir() else None
+
+
+def link_logs(run_dir: Path) -> Path | None:
+    """`<run_dir>/ray_logs` -> Ray's log folder of this session; the link, or None."""
+    target = ray_logs_dir()
+    if target is None:
+        return None
+    link = Path(run_dir) / "ray_logs"
+    try:
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+    except OSError:
+        return None
+    return link
 
 
 def needed_cpus(cfg: RunConfig) -> float:
@@ -35,7 +75,15 @@ def needed_cpus(cfg: RunConfig) -> float:
 def start(cfg: RunConfig) -> None:
     """Ray started or joined, with room for every actor of this run (else a clear refusal)."""
     needed = needed_cpus(cfg)
+    where = f"joining Ray at {cfg.ray.address}" if cfg.ray.address else "starting a local Ray"
+    print(f"{where} ...", flush=True)
     init_ray(cfg.ray.address, needed)
+    link = link_logs(cfg.run_dir)
+    where = link if link is not None else "Ray's log folder (/tmp/ray/session_latest/logs)"
+    if actor_logs_shown():
+        print(f"Ray ready; engine and learner output shown here, and kept in {where}")
+    else:
+        print(f"Ray ready; engine, learner and Ray logs: {where} (RLSCALE_ACTOR_LOGS=1 shows them here)")
     free = ray.available_resources().get("CPU", 0.0)
     if free < needed:  # actors that cannot be placed would wait forever
         raise RunStopped(

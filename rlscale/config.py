@@ -34,11 +34,21 @@ class _Strict(BaseModel):
 
 
 class EnvConfig(_Strict):
-    name: str = "arithmetic"  # several with weights: name "mixture", kwargs {components: [...]}
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(
+        "arithmetic",
+        description="environment registered under this name (`rlscale envs`); `mixture` combines several",
+    )  # several with weights: name "mixture", kwargs {components: [...]}
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments of the environment's constructor, checked against its signature",
+    )
     # R1-style <think>..</think><answer>..</answer> format reward added to the accuracy reward;
     # the format score is logged as `reward/format` whatever its weight
-    format_weight: float = Field(0.0, ge=0)
+    format_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the R1 <think>/<answer> format reward added to the accuracy reward",
+    )
 
 
 class AlgoConfig(_Strict):
@@ -49,36 +59,92 @@ class AlgoConfig(_Strict):
     another loss, ...) is refused rather than silently ignored.
     """
 
-    name: str = "grpo"
-    advantage: AdvantageName | None = None
-    policy_loss: PolicyLossName | None = None
-    loss_agg: LossAggregation | None = None
-    eps_low: float | None = Field(None, ge=0)
-    eps_high: float | None = Field(None, ge=0)
-    kl_coef: float | None = Field(None, ge=0)
-    kl_estimator: Literal["k1", "k2", "k3"] | None = None
-    kl_in_reward: bool | None = None
-    entropy_coef: float | None = None
-    dynamic_sampling: bool | None = None
-    overlong_buffer: int | None = Field(None, ge=0)
-    critic: bool | None = None
-    gamma: float | None = Field(None, ge=0, le=1)
-    lam: float | None = Field(None, ge=0, le=1)
-    value_clip: float | None = Field(None, ge=0)
-    norm_adv: AdvantageScaling | None = None
-    ppo_epochs: int | None = Field(None, ge=1)
-    mini_batches: int | None = Field(None, ge=1)
+    name: str = Field(
+        "grpo", description="algorithm preset (`rlscale presets`); the algo keys below override it"
+    )
+    advantage: AdvantageName | None = Field(
+        None,
+        description="advantage estimator (grpo, rloo, ..., gae: with a critic); None: the preset's",
+    )
+    policy_loss: PolicyLossName | None = Field(
+        None, description="policy loss (ppo_clip, gspo, cispo, clip_cov, kl_cov); None: the preset's"
+    )
+    loss_agg: LossAggregation | None = Field(
+        None,
+        description="how token losses are averaged (token-mean, ...); None: the preset's",
+    )
+    eps_low: float | None = Field(
+        None, ge=0, description="lower clip offset: ratio >= 1 - eps_low; None: the preset's"
+    )
+    eps_high: float | None = Field(
+        None,
+        ge=0,
+        description="upper clip offset: ratio <= 1 + eps_high (DAPO clip-higher); None: the preset's",
+    )
+    kl_coef: float | None = Field(
+        None, ge=0, description="weight of KL(pi || pi_ref); 0: no reference model; None: the preset's"
+    )
+    kl_estimator: Literal["k1", "k2", "k3"] | None = Field(
+        None, description="KL estimator k1, k2 or k3 (Schulman); None: the preset's"
+    )
+    kl_in_reward: bool | None = Field(
+        None, description="true: -kl_coef*KL added to the reward; false: +kl_coef*KL in the loss"
+    )
+    entropy_coef: float | None = Field(
+        None, description="weight of the entropy bonus (loss -= entropy_coef * H); None: the preset's"
+    )
+    dynamic_sampling: bool | None = Field(
+        None, description="drop groups whose rewards are all equal and refill (DAPO); None: the preset's"
+    )
+    overlong_buffer: int | None = Field(
+        None, ge=0, description="DAPO overlong penalty window in tokens; 0: off; None: the preset's"
+    )
+    critic: bool | None = Field(
+        None, description="train a value model (needed by advantage gae); None: the preset's"
+    )
+    gamma: float | None = Field(None, ge=0, le=1, description="discount factor of GAE (with a critic)")
+    lam: float | None = Field(None, ge=0, le=1, description="GAE lambda (with a critic)")
+    value_clip: float | None = Field(None, ge=0, description="PPO value-loss clip (with a critic)")
+    norm_adv: AdvantageScaling | None = Field(
+        None, description="advantage scaling: group, batch or none; chosen freely only for gae"
+    )
+    ppo_epochs: int | None = Field(
+        None, ge=1, description="passes over each rollout batch; None: the preset's"
+    )
+    mini_batches: int | None = Field(
+        None,
+        ge=1,
+        description="optimiser steps per pass (the batch split this many ways); None: the preset's",
+    )
     # not part of the presets: off or neutral unless set
-    critic_mode: Literal["separate", "head"] = "separate"  # a critic model, or a head on the policy
-    vf_coef: float = Field(0.5, ge=0)
-    tis_cap: float | None = Field(None, gt=0)  # truncated IS for sampler/learner mismatch
-    ref_reset_every: int = Field(0, ge=0)  # ProRL: reference <- policy every N updates
-    dual_clip: float | None = Field(None, gt=1)  # ppo_clip: dual-clip PPO (Ye et al. 2020)
-    clip_cov_ratio: float = Field(2e-4, gt=0, le=1)  # clip_cov: share of tokens detached
-    clip_cov_lb: float = 1.0  # clip_cov: covariance window (lb, ub) of the detached tokens
-    clip_cov_ub: float = 5.0
-    kl_cov_ratio: float = Field(2e-3, gt=0, le=1)  # kl_cov: share of tokens penalised
-    kl_cov_coef: float = Field(1.0, ge=0)  # kl_cov: weight of |log pi - log pi_old|
+    critic_mode: Literal["separate", "head"] = Field(
+        "separate", description="separate: a critic model; head: a value head on the policy"
+    )  # a critic model, or a head on the policy
+    vf_coef: float = Field(0.5, ge=0, description="weight of the value loss (with a critic)")
+    tis_cap: float | None = Field(
+        None, gt=0, description="truncated importance sampling cap for sampler/learner mismatch; None: off"
+    )  # truncated IS for sampler/learner mismatch
+    ref_reset_every: int = Field(
+        0, ge=0, description="ProRL: reference <- policy every N updates; 0: never"
+    )  # ProRL: reference <- policy every N updates
+    dual_clip: float | None = Field(
+        None, gt=1, description="dual-clip PPO bound c > 1 (Ye et al. 2020; ppo_clip only); None: off"
+    )  # ppo_clip: dual-clip PPO (Ye et al. 2020)
+    clip_cov_ratio: float = Field(
+        2e-4, gt=0, le=1, description="clip_cov: share of tokens whose gradient is detached"
+    )  # clip_cov: share of tokens detached
+    clip_cov_lb: float = Field(
+        1.0, description="clip_cov: lower end of the covariance window of the detached tokens"
+    )  # clip_cov: covariance window (lb, ub) of the detached tokens
+    clip_cov_ub: float = Field(
+        5.0, description="clip_cov: upper end of the covariance window of the detached tokens"
+    )
+    kl_cov_ratio: float = Field(
+        2e-3, gt=0, le=1, description="kl_cov: share of tokens penalised"
+    )  # kl_cov: share of tokens penalised
+    kl_cov_coef: float = Field(
+        1.0, ge=0, description="kl_cov: weight of |log pi - log pi_old| on those tokens"
+    )  # kl_cov: weight of |log pi - log pi_old|
 
 
 # algo keys that only act under a condition: (condition in words, test of the resolved algo)
@@ -132,38 +198,59 @@ def _resolve_algo(algo: AlgoConfig) -> None:
 
 
 class RolloutConfig(_Strict):
-    workers: int = Field(1, ge=1)
-    group_size: int = Field(8, ge=1)
-    prompts_per_step: int = Field(32, ge=1)
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int = Field(16, ge=1)
-    kv_cache_gib: float = Field(0.5, gt=0)
-    max_refill_rounds: int = Field(2, ge=0)  # dynamic sampling: extra generation rounds per step
-    max_turns: int = Field(8, ge=1)  # multi-turn environments: actions per episode at most
+    workers: int = Field(1, ge=1, description="rollout actors, each hosting one vLLM engine")
+    group_size: int = Field(8, ge=1, description="responses sampled per prompt (G)")
+    prompts_per_step: int = Field(32, ge=1, description="prompts per training step")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
+    max_tokens: int = Field(16, ge=1, description="tokens per response at most")
+    kv_cache_gib: float = Field(0.5, gt=0, description="KV cache of each vLLM engine, GiB")
+    max_refill_rounds: int = Field(
+        2, ge=0, description="dynamic sampling: extra generation rounds per step at most"
+    )  # dynamic sampling: extra generation rounds per step
+    max_turns: int = Field(
+        8, ge=1, description="multi-turn environments: actions per episode at most"
+    )  # multi-turn environments: actions per episode at most
 
 
 class LearnerConfig(_Strict):
-    lr: float = Field(1e-4, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float = Field(1.0, gt=0)
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up, in updates")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    grad_clip: float = Field(1.0, gt=0, description="gradient norm clip")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="learner weights: auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16"
+    )
     # rows of this many tokens, a group's prompt computed once per row; 0: one padded row per sequence
-    pack_tokens: int = Field(64, ge=0)
+    pack_tokens: int = Field(
+        64,
+        ge=0,
+        description="rows packed to this many tokens, a group's prompt once; 0: a padded row per sequence",
+    )
 
 
 class TrainerConfig(_Strict):
-    steps: int = Field(100, ge=1)
-    seed: int = 0
-    checkpoint_every: int = Field(100, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-    max_consecutive_skips: int = Field(5, ge=1)  # NaN/inf updates in a row before the run stops
-    max_worker_restarts: int = Field(3, ge=0)  # per step, for rollout actors that died
+    steps: int = Field(100, ge=1, description="training steps (one step: sample, verify, update, sync)")
+    seed: int = Field(0, description="seed of tasks, sampling and initialisation")
+    checkpoint_every: int = Field(
+        100, ge=1, description="steps between checkpoints (the last step is always saved)"
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk (the newest)")
+    max_consecutive_skips: int = Field(
+        5, ge=1, description="NaN/inf updates in a row before the run stops"
+    )  # NaN/inf updates in a row before the run stops
+    max_worker_restarts: int = Field(
+        3, ge=0, description="restarts per step of rollout actors that died"
+    )  # per step, for rollout actors that died
     # 1: the next batch is generated and verified while the learner trains on this one
     # (PipelineRL-style, one step stale; the PPO ratio is taken against the sampler's log-probs)
-    off_policy_steps: int = Field(0, ge=0, le=1)
+    off_policy_steps: int = Field(
+        0,
+        ge=0,
+        le=1,
+        description="1: generate the next batch while the learner trains (one step stale); 0: on-policy",
+    )
 
 
 class EvalConfig(_Strict):
@@ -175,15 +262,25 @@ class EvalConfig(_Strict):
     the evaluated weights had: the x of a fit) and compute/eval_flops (never on the training axis).
     """
 
-    every: int = Field(0, ge=0)  # steps between evaluations; 0 = off
-    tasks: int = Field(32, ge=1)  # 256 x 8 samples: mean@8 has a standard error of about 0.01
-    samples: int = Field(8, ge=1)  # n per task: pass@k for k up to n
-    temperature: float = Field(1.0, gt=0)
-    early_every: int = Field(0, ge=0)  # denser early: every this many steps ...
-    early_until: int = Field(0, ge=0)  # ... up to this step
-    final: bool = True  # also evaluate after the last update
+    every: int = Field(
+        0, ge=0, description="steps between evaluations; 0: off"
+    )  # steps between evaluations; 0 = off
+    tasks: int = Field(
+        32, ge=1, description="fixed evaluation tasks (drawn with their own seed)"
+    )  # 256 x 8 samples: mean@8 has a standard error of about 0.01
+    samples: int = Field(
+        8, ge=1, description="samples per task: pass@k for k up to this"
+    )  # n per task: pass@k for k up to n
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of evaluation")
+    early_every: int = Field(
+        0, ge=0, description="denser early evaluation: every this many steps ..."
+    )  # denser early: every this many steps ...
+    early_until: int = Field(0, ge=0, description="... up to this step")  # ... up to this step
+    final: bool = Field(
+        True, description="also evaluate after the last update"
+    )  # also evaluate after the last update
     # training never draws an evaluation task (for environments with far more tasks than a run sees)
-    held_out: bool = False
+    held_out: bool = Field(False, description="training never draws an evaluation task")
 
     def due(self, step: int) -> bool:
         """Whether to evaluate before step `step`'s update."""
@@ -196,21 +293,34 @@ class EvalConfig(_Strict):
 class ScalingConfig(_Strict):
     """The run refits its own curves every `refit_every` steps (rlscale.fitting.live_refit)."""
 
-    refit_every: int = Field(0, ge=0)  # 0 = off
-    x: X_AXES = "flops"
-    early_stop_min_gain: float | None = Field(None, ge=0)  # stop when predicted gain is below this
+    refit_every: int = Field(
+        0, ge=0, description="steps between live refits of the run's own curves; 0: off"
+    )  # 0 = off
+    x: X_AXES = Field(
+        "flops", description="compute axis of the refit: flops, hours, steps, tokens, samples or wall"
+    )
+    early_stop_min_gain: float | None = Field(
+        None, ge=0, description="stop when the predicted remaining reward gain is below this; None: never"
+    )  # stop when predicted gain is below this
 
 
 class TelemetryConfig(_Strict):
-    sinks: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
+    sinks: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="extra metric sinks besides metrics.jsonl: tensorboard, mlflow, wandb",
+    )
 
 
 class VerifyConfig(_Strict):
     # per response, from when its check starts (not from when it was queued); past it: score 0
-    timeout_s: float = Field(30.0, gt=0)
-    workers: int = Field(4, ge=1)
+    timeout_s: float = Field(
+        30.0, gt=0, description="seconds per response from when its check starts; past it: score 0"
+    )
+    workers: int = Field(4, ge=1, description="verifier worker processes")
     # code environments refuse to start without the bubblewrap sandbox unless this is true
-    allow_unsandboxed: bool = False
+    allow_unsandboxed: bool = Field(
+        False, description="let code environments run without the bubblewrap sandbox"
+    )
 
 
 class PromptConfig(_Strict):
@@ -219,40 +329,65 @@ class PromptConfig(_Strict):
     # auto: the tokenizer's chat template when it has one, else raw text; chat: the template
     # (an error without one); raw: the task's text as it is; r1_zero: DeepSeek-R1-Zero's
     # base-model template with <think>/<answer>
-    template: Literal["auto", "chat", "raw", "r1_zero"] = "auto"
-    system: str | None = None  # a system message (chat) or preamble (raw, r1_zero)
+    template: Literal["auto", "chat", "raw", "r1_zero"] = Field(
+        "auto",
+        description="auto (chat template if the tokenizer has one, else raw), chat, raw or r1_zero",
+    )
+    system: str | None = Field(
+        None, description="system message (chat) or preamble (raw, r1_zero); None: none"
+    )  # a system message (chat) or preamble (raw, r1_zero)
 
 
 class BuiltinModelConfig(_Strict):
     """How `builtin:<size>` models are warm-started (supervised pass on the env's tasks)."""
 
-    sft_steps: int = Field(150, ge=0)
-    sft_batch: int = Field(64, ge=1)
-    sft_lr: float = Field(3e-3, gt=0)
+    sft_steps: int = Field(
+        150,
+        ge=0,
+        description="supervised warm-start steps of builtin:<size> models on the env's tasks (cached)",
+    )
+    sft_batch: int = Field(64, ge=1, description="warm-start batch size")
+    sft_lr: float = Field(3e-3, gt=0, description="warm-start learning rate")
 
 
 class RayConfig(_Strict):
-    address: str | None = None  # None: start Ray on this machine; "auto" or "ray://host:port"
-    worker_cpus: float = Field(1.0, ge=0)
-    learner_cpus: float = Field(1.0, ge=0)
+    address: str | None = Field(
+        None, description="None: start Ray on this machine; auto or ray://host:port: join that cluster"
+    )  # None: start Ray on this machine; "auto" or "ray://host:port"
+    worker_cpus: float = Field(1.0, ge=0, description="Ray CPUs per rollout actor")
+    learner_cpus: float = Field(1.0, ge=0, description="Ray CPUs of the learner actor")
 
 
 class RunConfig(_Strict):
-    name: str = "run"
-    output_dir: str = "runs"
-    model: str = "builtin:tiny"
-    env: EnvConfig = Field(default_factory=EnvConfig)
-    prompt: PromptConfig = Field(default_factory=PromptConfig)
-    algo: AlgoConfig = Field(default_factory=AlgoConfig)
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
-    learner: LearnerConfig = Field(default_factory=LearnerConfig)
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
-    builtin: BuiltinModelConfig = Field(default_factory=BuiltinModelConfig)
-    verify: VerifyConfig = Field(default_factory=VerifyConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
-    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
-    ray: RayConfig = Field(default_factory=RayConfig)
+    name: str = Field("run", description="run name: the run directory is <output_dir>/<name>")
+    output_dir: str = Field("runs", description="folder of run directories")
+    model: str = Field(
+        "builtin:tiny", description="builtin:tiny|small|medium, or a local Hugging Face model directory"
+    )
+    env: EnvConfig = Field(
+        default_factory=EnvConfig, description="the environment (task source and verifier)"
+    )
+    prompt: PromptConfig = Field(
+        default_factory=PromptConfig, description="how a task becomes the model's input"
+    )
+    algo: AlgoConfig = Field(
+        default_factory=AlgoConfig, description="the RL algorithm: a preset and overrides"
+    )
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="generation")
+    learner: LearnerConfig = Field(default_factory=LearnerConfig, description="the optimiser")
+    trainer: TrainerConfig = Field(
+        default_factory=TrainerConfig, description="the loop: steps, seed, checkpoints"
+    )
+    builtin: BuiltinModelConfig = Field(
+        default_factory=BuiltinModelConfig, description="warm start of builtin models"
+    )
+    verify: VerifyConfig = Field(default_factory=VerifyConfig, description="verifier limits")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="pass@k evaluation on fixed tasks")
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig, description="metric sinks")
+    scaling: ScalingConfig = Field(
+        default_factory=ScalingConfig, description="live refits of the scaling curves"
+    )
+    ray: RayConfig = Field(default_factory=RayConfig, description="Ray placement")
 
     @field_validator("env", mode="before")
     @classmethod
@@ -270,6 +405,7 @@ class RunConfig(_Strict):
         _resolve_algo(self.algo)
         if self.env.name not in env_names():
             raise ValueError(f"env.name: unknown environment {self.env.name!r}; choose from {env_names()}")
+        check_env_kwargs(self.env.name, self.env.kwargs)
         group_relative = self.algo.advantage in GROUP_RELATIVE
         if group_relative and self.rollout.group_size < 2:
             raise ValueError(
@@ -288,6 +424,60 @@ class RunConfig(_Strict):
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+
+# constructor arguments that name a data file or directory: checked to exist at config time
+_DATA_ARGS = ("path", "data_path", "data_file")
+
+
+def check_env_kwargs(name: str, kwargs: dict, where: str = "env.kwargs") -> None:
+    """Refuse kwargs the environment's constructor does not take, missing required ones, and
+    data files that do not exist, before anything is built (one line naming the key)."""
+    import inspect
+
+    from rlscale.envs import env_class, env_names
+
+    try:
+        params = inspect.signature(env_class(name)).parameters
+    except (TypeError, ValueError):  # no introspectable signature: the constructor checks
+        return
+    named = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    valid = ", ".join(named) or "(none)"
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        for key in kwargs:
+            if key not in named:
+                raise ValueError(f"{where}.{key}: unknown argument of environment {name!r}; valid: {valid}")
+    for key, p in named.items():
+        if p.default is p.empty and key not in kwargs:
+            raise ValueError(f"{where}.{key}: required by environment {name!r} (arguments: {valid})")
+    for key in _DATA_ARGS:
+        value = kwargs.get(key)
+        if key in named and isinstance(value, str) and not Path(value).expanduser().exists():
+            raise ValueError(f"{where}.{key}: no such file or directory: {value}")
+    components = kwargs.get("components") if name == "mixture" else None
+    for i, component in enumerate(components if isinstance(components, list) else []):
+        if isinstance(component, dict) and isinstance(component.get("kwargs") or {}, dict):
+            sub = component.get("name")
+            if sub not in env_names():
+                raise ValueError(
+                    f"{where}.components[{i}].name: unknown environment {sub!r}; choose from {env_names()}"
+                )
+            check_env_kwargs(sub, component.get("kwargs") or {}, f"{where}.components[{i}].kwargs")
+
+
+def config_rows(cfg: BaseModel, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
+    """(dotted key, value, default, description) for every leaf key of the config, in schema order."""
+    rows = []
+    for key, field in type(cfg).model_fields.items():
+        value = getattr(cfg, key)
+        if isinstance(value, BaseModel):
+            rows += config_rows(value, f"{prefix}{key}.")
+            continue
+        default = field.default_factory() if field.default_factory is not None else field.default
+        if isinstance(value, tuple):
+            value, default = list(value), list(default)
+        rows.append((f"{prefix}{key}", value, default, field.description or ""))
+    return rows
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:

@@ -16,7 +16,8 @@ combined report. A spec (experiments/*.yaml):
     num_cpus: 1                     # Ray CPUs held by each run's driver process
     x: flops                        # x axis of the report (rlscale.fitting.X_AXES)
 
-Points are named from the values that vary (`model=builtin-tiny,seed=0`); a point's run is
+Points are named from the values that vary (`model=builtin-tiny,seed=0`; a `<section>.name` key
+by its section: `algo=dapo`); a point's run is
 `name=<sweep>/<point>`. Points that differ only in `seed_key` (default trainer.seed) form a
 group: the report shows each group's mean and spread over seeds and fits its pooled curve.
 
@@ -28,7 +29,9 @@ a vLLM/CUDA failure ends that point only, each point gets its own log file inste
 progress bars interleaved, no torch/vLLM state leaks between points through a reused Ray
 worker, and what ran is exactly what `rlscale run` does. A failed point is reported, not
 fatal. Run the sweep again and finished points (with summary.json) are skipped, unfinished
-ones resumed from their last checkpoint (`rlscale run --resume`).
+ones resumed from their last checkpoint (`rlscale run --resume`). While it runs the terminal
+shows a bar over the points with an ETA counted in training steps and each running point's step
+and reward, read from its metrics.jsonl (`SweepProgress`).
 """
 
 from __future__ import annotations
@@ -162,10 +165,11 @@ def _slug(value) -> str:
 
 
 def _short_keys(keys: list[str]) -> dict[str, str]:
-    """Last dotted part of each key, or the whole key where last parts collide (or the
-    last part is `name`, which reads as the run's name: algo.name stays algo.name)."""
-    last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: (s if last.count(s) == 1 and s != "name" else k) for k, s in zip(keys, last)}
+    """Last dotted part of each key (`trainer.seed` -> `seed`); a `<section>.name` key by its
+    section (`algo.name` -> `algo`, `env.name` -> `env`); the whole key, dots as `-`, where the
+    short names collide."""
+    short = [k.rsplit(".", 2)[-2] if k.endswith(".name") else k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (s if short.count(s) == 1 else k.replace(".", "-")) for k, s in zip(keys, short)}
 
 
 def _is_label(key: str) -> bool:
@@ -307,6 +311,8 @@ def run_points(spec: SweepSpec, points: list[Point], configs: list[RunConfig], *
     task = ray.remote(_run_point).options(num_cpus=spec.num_cpus, max_retries=0)
     pending: dict = {}
     queue = list(todo)
+    steps = {p.name: c.trainer.steps for p, c in zip(points, configs)}
+    progress = SweepProgress(spec, todo, steps, log=log)
     try:
         while queue or pending:
             while queue and len(pending) < parallel:
@@ -314,8 +320,9 @@ def run_points(spec: SweepSpec, points: list[Point], configs: list[RunConfig], *
                 cmd = _command(spec, point, address)
                 log_path = str((out / "logs" / f"{point.name}.log").resolve())
                 pending[task.remote(cmd, log_path, os.getcwd(), env, spec.timeout_s)] = point
-                log(f"started  {point.name}  (log: {out / 'logs' / point.name}.log)")
-            done, _ = ray.wait(list(pending), num_returns=1)
+                progress.started(point)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=progress.poll_s)
+            progress.update()
             for ref in done:
                 point = pending.pop(ref)
                 try:
@@ -326,18 +333,154 @@ def run_points(spec: SweepSpec, points: list[Point], configs: list[RunConfig], *
                         "returncode": None,
                         "wall_s": math.nan,
                     }
-                r = results[point.name]
-                count = f"[{len(results)}/{len(points)}]"
-                log(f"finished {point.name}: {r['status']} ({r['wall_s']:.0f} s)  {count}")
+                progress.finished(point, results[point.name])
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)  # raises KeyboardInterrupt in the task, which stops its subprocess
         ray.wait(list(pending), num_returns=len(pending), timeout=30)
         raise
     finally:
+        progress.close()
         if started_ray:
             ray.shutdown()
     return results
+
+
+def live_status(run_dir: Path) -> tuple[int, float] | None:
+    """(step, reward/mean) of the last record in a run's metrics.jsonl, read while it runs."""
+    path = Path(run_dir) / "metrics.jsonl"
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line being written, or cut by the seek
+            continue
+        if isinstance(record, dict) and "step" in record:
+            return int(record["step"]), float(record.get("reward/mean", math.nan))
+    return None
+
+
+class SweepProgress:
+    """A bar over the sweep's points whose ETA counts training steps, and each running point's
+    live step and reward (from its metrics.jsonl). On a terminal: a live display redrawn every
+    `poll_s`; otherwise (a log file) one status line per running point every `quiet_s`."""
+
+    def __init__(self, spec: SweepSpec, todo: list[Point], steps: dict[str, int], *, log=print, console=None):
+        from rich.console import Console
+
+        self.spec, self.steps, self.log = spec, steps, log
+        self.total = len(todo)
+        self.total_steps = sum(steps[p.name] for p in todo)
+        self.done_points = 0
+        self.running: dict[str, Point] = {}
+        self.finished_steps = 0
+        self.console = console or Console(stderr=False)
+        self.live = self.console.is_terminal and log is print
+        self.poll_s = 1.0 if self.live else 5.0
+        self.quiet_s, self._last_quiet = 60.0, time.monotonic()
+        self.t0 = time.monotonic()
+        self._progress = self._display = None
+        if self.live:
+            from rich.live import Live
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[points]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._task = self._progress.add_task(
+                f"sweep {spec.name}", total=self.total_steps, points=self._points_text()
+            )
+            self._display = Live(
+                self._renderable(), console=self.console, refresh_per_second=2, transient=False
+            )
+            self._display.start()
+
+    def _points_text(self) -> str:
+        return f"{self.done_points}/{self.total} points, {len(self.running)} running"
+
+    def _status(self) -> dict[str, tuple[int, float] | None]:
+        return {name: live_status(p.run_dir(self.spec)) for name, p in self.running.items()}
+
+    def _renderable(self):
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table(box=None, show_header=bool(self.running), pad_edge=False)
+        for col in ("running point", "step", "reward"):
+            table.add_column(col)
+        for name, status in self._status().items():
+            step, reward = status or (0, math.nan)
+            reward_text = "-" if math.isnan(reward) else f"{reward:.3f}"
+            table.add_row(name, f"{step}/{self.steps[name]}", reward_text)
+        return Group(self._progress, table)
+
+    def _steps_done(self) -> int:
+        live = sum((status or (0, 0.0))[0] for status in self._status().values())
+        return self.finished_steps + live
+
+    def started(self, point: Point) -> None:
+        self.running[point.name] = point
+        self._print(f"started  {point.name}  (log: {Path(self.spec.output_dir) / 'logs' / point.name}.log)")
+        self.update()
+
+    def finished(self, point: Point, result: dict) -> None:
+        self.running.pop(point.name, None)
+        self.done_points += 1
+        self.finished_steps += self.steps[point.name]
+        status = live_status(point.run_dir(self.spec))
+        reward = f", reward {status[1]:.3f} at step {status[0]}" if status else ""
+        self._print(
+            f"finished {point.name}: {result['status']} ({result['wall_s']:.0f} s{reward})  "
+            f"[{self.done_points}/{self.total}]"
+        )
+        self.update()
+
+    def update(self) -> None:
+        if self.live:
+            self._progress.update(self._task, completed=self._steps_done(), points=self._points_text())
+            self._display.update(self._renderable())
+        elif self.running and time.monotonic() - self._last_quiet >= self.quiet_s:
+            self._last_quiet = time.monotonic()
+            done, total = self._steps_done(), self.total_steps
+            elapsed = time.monotonic() - self.t0
+            eta = f", ETA {_duration(elapsed * (total - done) / done)}" if done else ""
+            parts = [
+                f"{name} step {s[0]}/{self.steps[name]} reward {s[1]:.3f}" if s else f"{name} starting"
+                for name, s in self._status().items()
+            ]
+            self.log(f"[{self.done_points}/{self.total} points{eta}] " + "; ".join(parts))
+
+    def _print(self, text: str) -> None:
+        if self.live:
+            self.console.print(text, markup=False, highlight=False)
+        else:
+            self.log(text)
+
+    def close(self) -> None:
+        if self._display is not None:
+            self._display.stop()
+            self._display = None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 # ----------------------------------------------------------------------------- report

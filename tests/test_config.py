@@ -157,3 +157,71 @@ def test_a_bad_loss_name_is_refused_by_the_cli_before_ray_or_torch(demo):
     assert done.returncode == 2, done.stderr
     assert f"{demo}: algo.policy_loss: Input should be 'ppo_clip'" in done.stderr
     assert done.stdout.strip() == "imported False False"
+
+
+def test_every_config_key_has_a_one_line_description():
+    from rlscale.config import RunConfig, config_rows
+
+    rows = config_rows(RunConfig())
+    assert len(rows) > 60
+    undocumented = [key for key, _, _, desc in rows if not desc or "\n" in desc]
+    assert undocumented == []
+    for field in RunConfig.model_fields.values():  # the sections too
+        assert field.description
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["env.kwargs.digts=1"],
+            "env.kwargs.digts: unknown argument of environment 'arithmetic'; "
+            "valid: digits, terms, ops, min_digits",
+        ),
+        (["env.name=math_file"], "env.kwargs.path: required by environment 'math_file'"),
+        (
+            ["env.name=math_file", "env.kwargs.path=/no/such/gsm8k.jsonl"],
+            "env.kwargs.path: no such file or directory: /no/such/gsm8k.jsonl",
+        ),
+        (
+            ["env.name=mixture", "env.kwargs.components=[{name: arithmetic, kwargs: {digts: 2}}]"],
+            "env.kwargs.components[0].kwargs.digts: unknown argument of environment 'arithmetic'",
+        ),
+        (
+            ["env.name=mixture", "env.kwargs.components=[{name: nope}]"],
+            "env.kwargs.components[0].name: unknown environment 'nope'",
+        ),
+    ],
+)
+def test_env_kwargs_are_checked_against_the_environments_signature(demo, overrides, expected):
+    message = _error(demo, *overrides)
+    assert message == f"{demo}: {expected}" or message.startswith(f"{demo}: {expected}")
+    assert len(message.splitlines()) == 1
+
+
+def test_env_kwargs_that_exist_pass(demo, tmp_path):
+    data = tmp_path / "problems.jsonl"
+    data.write_text('{"question": "1+1?", "answer": "#### 2"}\n')
+    cfg = load_config(demo, ["env.name=math_file", f"env.kwargs.path={data}"])
+    assert cfg.env.kwargs == {"path": str(data)}
+    load_config(
+        demo, ["env.name=reasoning_gym", "env.kwargs.dataset=chain_sum", "env.kwargs.any=1"]
+    )  # **config
+
+
+def test_an_env_kwargs_typo_is_refused_by_the_cli_in_about_a_second(demo):
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys; from rlscale.cli import main; "
+        f"rc = main(['run', {str(demo)!r}, 'env.kwargs.digts=1']); "
+        "print('imported', any(m in sys.modules for m in ('ray', 'torch', 'vllm'))); sys.exit(rc)"
+    )
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"{demo}: env.kwargs.digts: unknown argument")
+    assert done.stdout.strip() == "imported False"
+    assert time.monotonic() - t0 < 15  # about a second alone; generous on a loaded shared machine

@@ -323,15 +323,15 @@ def test_sweep_zip_labels_and_dry_run(tmp_path, capsys):
     )
     points = sweep.expand(sweep.load_spec(path))
     assert [p.name for p in points] == [
-        "algo.name=grpo,ctl=none",
-        "algo.name=grpo,ctl=cov",
-        "algo.name=dapo,ctl=none",
-        "algo.name=dapo,ctl=cov",
+        "algo=grpo,ctl=none",
+        "algo=grpo,ctl=cov",
+        "algo=dapo,ctl=none",
+        "algo=dapo,ctl=cov",
     ]
     assert points[1].overrides == ["algo.name=grpo", "algo.policy_loss=clip_cov"]  # no label override
     assert main(["sweep", path, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "4 runs" in out and "algo.name=dapo,ctl=cov" in out
+    assert "4 runs" in out and "algo=dapo,ctl=cov" in out
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 
@@ -378,27 +378,27 @@ def test_sweep_report_from_finished_runs(tmp_path, capsys):
     for i, p in enumerate(points):
         group = p.values["algo.name"]
         frame = synthetic_frame(seed=i, A=truth[group])
-        write_run(p.run_dir(spec), frame, finished=p.name != "algo.name=dapo,seed=1")  # one failed run
+        write_run(p.run_dir(spec), frame, finished=p.name != "algo=dapo,seed=1")  # one failed run
 
     assert main(["sweep", path, "--report-only"]) == 0
     assert "report:" in capsys.readouterr().out
     out = tmp_path / "out" / "t"
     table = pd.read_csv(out / "report.csv").set_index("group")
     # 3+ seeds: the t-interval over seeds is narrow enough to identify A (2 seeds rarely are)
-    assert table.loc["algo.name=grpo", "seeds"] == "4/4" and table.loc["algo.name=dapo", "seeds"] == "3/4"
+    assert table.loc["algo=grpo", "seeds"] == "4/4" and table.loc["algo=dapo", "seeds"] == "3/4"
     for group, a in truth.items():
-        row = table.loc[f"algo.name={group}"]
+        row = table.loc[f"algo={group}"]
         # A pooled over seeds; its interval a t-interval over the seeds' fits
         assert abs(row["A"] - a) < 0.04 and row["A_lo"] <= row["A"] <= row["A_hi"] and row["identified"]
         # final reward: the sigmoid at the end of the run (last 10% of steps), within noise
         assert row["metric"] == "reward/mean"
         assert abs(row["final_mean"] - sigmoid(3.8e11, a, 1.5, 1e11, 0.1)) < 0.03
-    assert not math.isnan(table.loc["algo.name=grpo", "final_std"])
+    assert not math.isnan(table.loc["algo=grpo", "final_std"])
     md = (out / "report.md").read_text()
-    assert "algo.name=grpo scales higher" in md and "algo.name=dapo,seed=1" in md and "report.png" in md
+    assert "algo=grpo scales higher" in md and "algo=dapo,seed=1" in md and "report.png" in md
     fits = json.loads((out / "fits.json").read_text())
-    assert fits["groups"]["algo.name=grpo"]["runs"] == [f"algo.name=grpo,seed={i}" for i in range(4)]
-    assert fits["missing"] == [{"point": "algo.name=dapo,seed=1", "status": "not finished"}]
+    assert fits["groups"]["algo=grpo"]["runs"] == [f"algo=grpo,seed={i}" for i in range(4)]
+    assert fits["missing"] == [{"point": "algo=dapo,seed=1", "status": "not finished"}]
     assert (out / "report.png").stat().st_size > 10_000
 
 

@@ -1,0 +1,84 @@
+"""Sweeps in the terminal: readable point names, a progress bar with an ETA over training
+steps, each running point's live step and reward from its metrics.jsonl."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+
+from rlscale import sweep
+
+
+def _spec(tmp_path, **fields):
+    data = {"name": "s", "base": "configs/demo.yaml", "output_dir": str(tmp_path / "out"), **fields}
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps(data))
+    return sweep.load_spec(path)
+
+
+def _write(run_dir, records, partial=""):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(r) + "\n" for r in records) + partial
+    (run_dir / "metrics.jsonl").write_text(text)
+
+
+def test_point_names_are_readable_and_safe(tmp_path):
+    spec = _spec(
+        tmp_path, grid={"algo.name": ["grpo", "dapo"], "env.name": ["arithmetic"], "trainer.seed": [0]}
+    )
+    names = [p.name for p in sweep.expand(spec)]
+    assert names == ["algo=grpo,env=arithmetic,seed=0", "algo=dapo,env=arithmetic,seed=0"]
+    for name in names:
+        assert "/" not in name and " " not in name and "." not in name.split("=")[0]
+
+
+def test_colliding_short_names_keep_the_section(tmp_path):
+    spec = _spec(tmp_path, grid={"rollout.temperature": [1.0], "eval.temperature": [0.5]})
+    (point,) = sweep.expand(spec)
+    assert point.name == "rollout-temperature=1.0,eval-temperature=0.5"
+
+
+def test_live_status_reads_the_last_whole_record(tmp_path):
+    assert sweep.live_status(tmp_path / "absent") is None
+    _write(
+        tmp_path,
+        [{"step": 1, "reward/mean": 0.1}, {"step": 2, "reward/mean": 0.25}],
+        partial='{"step": 3, "rew',
+    )
+    assert sweep.live_status(tmp_path) == (2, 0.25)
+
+
+def test_progress_in_a_log_shows_each_points_step_reward_and_an_eta(tmp_path):
+    spec = _spec(tmp_path, grid={"trainer.seed": [0, 1]})
+    a, b = sweep.expand(spec)
+    lines = []
+    progress = sweep.SweepProgress(spec, [a, b], {a.name: 10, b.name: 10}, log=lines.append)
+    progress.quiet_s = 0
+    progress.started(a)
+    progress.started(b)
+    _write(a.run_dir(spec), [{"step": 5, "reward/mean": 0.5}])
+    progress.update()
+    assert lines[-1].startswith("[0/2 points, ETA ")
+    assert "seed=0 step 5/10 reward 0.500" in lines[-1] and "seed=1 starting" in lines[-1]
+    _write(a.run_dir(spec), [{"step": 10, "reward/mean": 0.75}])
+    progress.finished(a, {"status": "ok", "wall_s": 3.0})
+    assert "finished seed=0: ok (3 s, reward 0.750 at step 10)  [1/2]" in lines
+    progress.close()
+
+
+def test_progress_on_a_terminal_draws_a_bar_and_the_running_points(tmp_path):
+    spec = _spec(tmp_path, grid={"trainer.seed": [0, 1]})
+    a, b = sweep.expand(spec)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    progress = sweep.SweepProgress(spec, [a, b], {a.name: 10, b.name: 10}, console=console)
+    assert progress.live
+    progress.started(a)
+    _write(a.run_dir(spec), [{"step": 4, "reward/mean": 0.375}])
+    progress.update()
+    progress.close()
+    text = out.getvalue()
+    assert "sweep s" in text and "0/2 points, 1 running" in text and "ETA" in text
+    assert "seed=0" in text and "4/10" in text and "0.375" in text
