@@ -161,9 +161,10 @@ class TrainerConfig(_Strict):
     keep_checkpoints: int = Field(2, ge=1)
     max_consecutive_skips: int = Field(5, ge=1)  # NaN/inf updates in a row before the run stops
     max_worker_restarts: int = Field(3, ge=0)  # per step, for rollout actors that died
-    # 1: the next batch is generated and verified while the learner trains on this one
-    # (PipelineRL-style, one step stale; the PPO ratio is taken against the sampler's log-probs)
-    off_policy_steps: int = Field(0, ge=0, le=1)
+    # k: the rollout side runs up to k updates ahead of the learner; the next batch is generated
+    # and verified while the learner trains on this one (PipelineRL-style; no batch is trained
+    # more than k updates stale; the PPO ratio is taken against the sampler's log-probs)
+    off_policy_steps: int = Field(0, ge=0, le=8)
 
 
 class EvalConfig(_Strict):
