@@ -143,6 +143,15 @@ class RolloutConfig(_Strict):
     max_turns: int = Field(8, ge=1)  # multi-turn environments: actions per episode at most
 
 
+class LoraConfig(_Strict):
+    """LoRA adapters (Hu et al. 2021) trained with peft; the base weights stay frozen."""
+
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)  # the update is scaled by alpha / rank
+    target_modules: str | list[str] = "all-linear"  # peft's names; all-linear: every linear but the head
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
 class LearnerConfig(_Strict):
     lr: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(0, ge=0)
@@ -152,6 +161,7 @@ class LearnerConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     # rows of this many tokens, a group's prompt computed once per row; 0: one padded row per sequence
     pack_tokens: int = Field(64, ge=0)
+    lora: LoraConfig | None = None  # None: full fine-tuning
 
 
 class TrainerConfig(_Strict):

@@ -127,6 +127,7 @@ class Orchestrator:
             seed=cfg.trainer.seed,
             max_tokens=cfg.rollout.max_tokens,
             off_policy=bool(cfg.trainer.off_policy_steps),
+            base_dir=str(self.model_dir),  # LoRA: the frozen base a checkpoint's adapters go on
         )
         turns = cfg.rollout.max_turns if isinstance(self.env, MultiTurnEnvironment) else 1
         max_model_len = self._max_prompt_len() + turns * (cfg.rollout.max_tokens + 64) + 8
@@ -143,6 +144,7 @@ class Orchestrator:
             on_restart=self._count_restart,
         )
         self.n_params = ray.get(self.learner.num_parameters.remote())
+        self.n_lora = ray.get(self.learner.lora_parameters.remote())
         self.collector = Collector(self.env, self.renderer, self.tokenizer, self.engines.generate, cfg=cfg)
         self.evaluator = Evaluator(self.env, cfg) if cfg.eval.every else None
         if self.evaluator is not None:
@@ -204,6 +206,7 @@ class Orchestrator:
             times,
             algo=self.cfg.algo,
             n_params=self.n_params,
+            lora_params=self.n_lora,
         )
         if final_eval:  # after the last update: the end point of the curve
             record.update(self.evaluate(step))
