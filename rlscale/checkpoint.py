@@ -2,7 +2,9 @@
 
 `checkpoints/step_NNNNNN/` holds the HF model and tokenizer (loadable by transformers and
 vLLM), `learner_state.pt` (optimizer, LR schedule, torch RNG), `driver_state.json` (step,
-cumulative counters) and a manifest of every file's size and SHA-256, written last. A
+cumulative counters), with LoRA `adapter/` (the adapters; the model files are the merged
+weights), for an off-policy run `sampled_ahead.pkl` (the batches sampled ahead), and a manifest
+of every file's size and SHA-256 (subfolders included), written last. A
 directory is built under a temporary name and renamed into place, so it is either whole or
 absent; a checkpoint whose files no longer match its manifest is skipped with a message.
 """
@@ -34,6 +36,9 @@ def _sha256(path: Path) -> str:
 
 def _fsync_tree(path: Path) -> None:
     for file in path.iterdir():
+        if file.is_dir():
+            _fsync_tree(file)
+            continue
         with open(file, "rb") as f:
             os.fsync(f.fileno())
     fd = os.open(path, os.O_RDONLY)
@@ -52,8 +57,10 @@ def write(root: Path, step: int, save_files: Callable[[Path], None], driver_stat
         tmp.mkdir()
         save_files(tmp)
         (tmp / DRIVER_STATE).write_text(json.dumps(driver_state, indent=1))
-        files = sorted(p for p in tmp.iterdir() if p.is_file())
-        manifest = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())  # subfolders too (LoRA's adapter/)
+        manifest = {
+            p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files
+        }
         (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": manifest}, indent=1))
         _fsync_tree(tmp)
     except OSError as err:

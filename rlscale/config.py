@@ -213,6 +213,17 @@ class RolloutConfig(_Strict):
     )  # multi-turn environments: actions per episode at most
 
 
+class LoraConfig(_Strict):
+    """LoRA adapters (Hu et al. 2021) trained with peft; the base weights stay frozen."""
+
+    rank: int = Field(8, ge=1, description="adapter rank r")
+    alpha: float = Field(16.0, gt=0, description="scale: the update is alpha / rank * B A")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="peft module names; all-linear: every linear layer but the head"
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="adapter dropout")
+
+
 class LearnerConfig(_Strict):
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up, in updates")
@@ -227,6 +238,9 @@ class LearnerConfig(_Strict):
         64,
         ge=0,
         description="rows packed to this many tokens, a group's prompt once; 0: a padded row per sequence",
+    )
+    lora: LoraConfig | None = Field(
+        None, description="LoRA adapters (rank, alpha, target_modules); null: full fine-tuning"
     )
 
 
@@ -243,13 +257,13 @@ class TrainerConfig(_Strict):
     max_worker_restarts: int = Field(
         3, ge=0, description="restarts per step of rollout actors that died"
     )  # per step, for rollout actors that died
-    # 1: the next batch is generated and verified while the learner trains on this one
-    # (PipelineRL-style, one step stale; the PPO ratio is taken against the sampler's log-probs)
+    # k: the rollout side runs up to k updates ahead of the learner (PipelineRL-style; no batch is
+    # trained more than k updates stale; the PPO ratio is taken against the sampler's log-probs)
     off_policy_steps: int = Field(
         0,
         ge=0,
-        le=1,
-        description="1: generate the next batch while the learner trains (one step stale); 0: on-policy",
+        le=8,
+        description="k: sample up to k updates ahead of the learner (k stale at most); 0: on-policy",
     )
 
 

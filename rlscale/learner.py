@@ -16,6 +16,7 @@ from pathlib import Path
 import ray
 import torch
 from transformers import AutoModelForCausalLM
+from transformers.utils import logging as transformers_logging
 
 from rlscale import advantages as adv_lib
 from rlscale import losses
@@ -27,6 +28,7 @@ from rlscale.packing import Packed, pack
 from rlscale.rollout import FlatWeights
 
 LEARNER_STATE = "learner_state.pt"
+ADAPTER_DIR = "adapter"  # in a LoRA checkpoint: the adapters (peft's save_pretrained)
 
 
 @dataclass
@@ -77,29 +79,49 @@ class Learner:
         seed: int,
         max_tokens: int,
         off_policy: bool = False,
+        base_dir: str | None = None,
     ):
         """`model_dir` may be a checkpoint: optimizer, schedule, critic and RNG state are restored.
 
         `off_policy`: batches come from an older policy, so the PPO ratio's "old" policy is the
-        sampler (its log-probs) rather than the current weights."""
+        sampler (its log-probs) rather than the current weights.
+        `base_dir`: with LoRA, the frozen base model a checkpoint's adapters were trained on
+        (the checkpoint's own model files are the merged weights)."""
+        # transformers' own progress bars (e.g. "Writing model shards" at each checkpoint) reach the
+        # driver through Ray's log forwarding, late: one after `rlscale`'s last line on a SIGINT
+        transformers_logging.disable_progress_bar()
         torch.manual_seed(seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=resolve_dtype(learner.dtype))
+        adapter = Path(model_dir) / ADAPTER_DIR if learner.lora else None
+        if adapter is not None and adapter.is_dir():  # resuming LoRA: the base, then its adapters
+            if base_dir is None:
+                raise ValueError(f"{model_dir} holds LoRA adapters; the learner needs their base_dir")
+            load_from = base_dir
+        else:
+            load_from, adapter = model_dir, None
+        self.model = AutoModelForCausalLM.from_pretrained(load_from, dtype=resolve_dtype(learner.dtype))
         self.model.to(self.device).train()
+        self.n_params = sum(p.numel() for p in self.model.parameters())  # the base model's
         self.pad_id = self.model.config.pad_token_id or 0
         self.algo, self.max_tokens, self.off_policy = algo, max_tokens, off_policy
         self.ref = None
         if algo.kl_coef > 0:
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
-        params = list(self.model.parameters())
         self.critic_trunk = self.value_head = None
         if algo.critic:
             # "separate": its own copy of the trunk; "head": a value head on the policy's trunk
+            # (with LoRA a separate critic is copied before the adapters: it trains in full)
             trunk = self.model.get_decoder()
             self.critic_trunk = copy.deepcopy(trunk) if algo.critic_mode == "separate" else trunk
             self.value_head = torch.nn.Linear(self.model.config.hidden_size, 1).to(self.device)
             torch.nn.init.zeros_(self.value_head.weight)
             torch.nn.init.zeros_(self.value_head.bias)
+        self.lora = learner.lora
+        if self.lora is not None:
+            self.model = self._with_adapters(self.model, adapter)
+        params = [p for p in self.model.parameters() if p.requires_grad]  # with LoRA: the adapters
+        self.n_lora = sum(p.numel() for p in params) if self.lora is not None else 0
+        if algo.critic:
             if algo.critic_mode == "separate":
                 params += list(self.critic_trunk.parameters())
             params += list(self.value_head.parameters())
@@ -111,9 +133,28 @@ class Learner:
             self.opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
         )
         self.grad_clip = learner.grad_clip
-        self.n_params = sum(p.numel() for p in self.model.parameters())
         self.updates = 0
         self._restore(Path(model_dir))
+
+    def _with_adapters(self, model, adapter: Path | None):
+        """The policy with LoRA adapters (peft): new ones, or a checkpoint's to continue training."""
+        import peft
+
+        if adapter is not None:
+            return peft.PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        cfg = self.lora
+        target = cfg.target_modules
+        return peft.get_peft_model(
+            model,
+            peft.LoraConfig(
+                r=cfg.rank,
+                lora_alpha=cfg.alpha,
+                target_modules=target if isinstance(target, str) else list(target),
+                lora_dropout=cfg.dropout,
+                bias="none",
+                task_type="CAUSAL_LM",
+            ),
+        )
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.learner_cfg
@@ -322,20 +363,58 @@ class Learner:
 
     def reset_reference(self) -> None:
         """ProRL (Liu et al. 2025): the reference becomes the current policy; optimizer restarts."""
-        self.ref.load_state_dict(self.model.state_dict())
+        if self.lora is not None:  # the policy is base + adapters: the reference takes it merged
+            with torch.no_grad():
+                for name, tensor in self._named_weights():
+                    self.ref.get_parameter(name).copy_(tensor)
+        else:
+            self.ref.load_state_dict(self.model.state_dict())
         self.opt.state.clear()
 
     # -- weights -------------------------------------------------------------------------
     def num_parameters(self) -> int:
+        """The base model's parameters (LoRA adapters not counted: see `lora_parameters`)."""
         return self.n_params
+
+    def lora_parameters(self) -> int:
+        """The trained adapters' parameters; 0 without LoRA."""
+        return self.n_lora
+
+    def _named_weights(self) -> list[tuple[str, torch.Tensor]]:
+        """The policy's parameters under the base model's names. With LoRA each adapted weight is
+        merged on the fly, W + (alpha / r) B A (peft's `get_delta_weight`), and the adapters'
+        own tensors are left out, so vLLM's `load_weights` and the HF files see a plain model."""
+        if self.lora is None:
+            return list(self.model.named_parameters())
+        from peft.tuners.lora import LoraLayer
+
+        base = self.model.get_base_model()
+        with torch.no_grad():
+            deltas = {
+                f"{name}.base_layer.weight": module.get_delta_weight(module.active_adapters[0])
+                for name, module in base.named_modules()
+                if isinstance(module, LoraLayer)
+            }
+            return [
+                (name.replace(".base_layer.", "."), p + deltas[name] if name in deltas else p)
+                for name, p in base.named_parameters()
+                if ".lora_" not in name
+            ]
 
     def weights(self) -> FlatWeights:
         # parameters, not the state dict: tied embeddings go once (vLLM ties them itself)
-        return FlatWeights.of(list(self.model.named_parameters()))
+        return FlatWeights.of(self._named_weights())
 
     def save(self, path: str) -> None:
-        """HF model files plus everything needed to continue training exactly."""
-        self.model.save_pretrained(path)
+        """HF model files plus everything needed to continue training exactly. With LoRA the
+        model files are the merged weights (transformers and vLLM load them as a plain model),
+        and `adapter/` holds the adapters (`peft.PeftModel.from_pretrained(base, path/adapter)`)."""
+        if self.lora is not None:
+            merged = copy.deepcopy(self.model).merge_and_unload()
+            merged.save_pretrained(path)
+            self.model.save_pretrained(Path(path) / ADAPTER_DIR)
+        else:
+            self.model.save_pretrained(path)
         critic = None
         if self.value_head is not None:
             separate = self.algo.critic_mode == "separate"

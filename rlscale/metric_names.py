@@ -35,6 +35,7 @@ LOSS_POLICY = "loss/policy"
 LR = "lr"
 MISMATCH_KL = "mismatch/kl"  # sampler vs learner log-probs on the same tokens
 STALENESS = "async/staleness"  # updates between the weights that sampled a batch and its update
+STALENESS_MAX = "async/staleness_max"  # the largest staleness among the batches in flight
 LEARNER_BUSY_S = "time/learner_busy_s"
 SKIPPED_IN_UPDATE = "learner/skipped_updates"
 
@@ -57,6 +58,11 @@ def step_time(part: str) -> str:
 def flops_part(part: str) -> str:
     """`compute/flops_<part>`: cumulative FLOPs of one phase (rlscale.accounting.PHASES)."""
     return f"compute/flops_{part}"
+
+
+def staleness_hist(lag: int) -> str:
+    """`async/staleness_hist/<lag>`: how many batches in flight (trained now or queued) have that lag."""
+    return f"async/staleness_hist/{lag}"
 
 
 def env_metric(label: str, name: str) -> str:

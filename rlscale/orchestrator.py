@@ -4,15 +4,17 @@ One step: collect (tasks -> generate -> verify -> grouped batch) -> learner upda
 -> telemetry record. Around the steps: evaluation, live refits, checkpoints, early stop.
 Components do not reference the orchestrator; it builds them and passes each what it needs.
 
-Off-policy (`trainer.off_policy_steps=1`, PipelineRL-style): the engines take the weights from
-before an update and sample the next batch while the learner trains; the batch sampled ahead is
-not checkpointed, so a resumed off-policy run samples its first step again, on-policy.
+Off-policy (`trainer.off_policy_steps=k`, PipelineRL-style): the engines take the weights from
+before an update and sample a batch k steps ahead while the learner trains, so a batch is trained
+at most k updates after the weights that sampled it (`Lookahead`). The batches sampled ahead are
+checkpointed with the learner, so a resumed off-policy run continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import random
 import signal
 import threading
@@ -41,6 +43,66 @@ from rlscale.verifiers import code as code_verifier
 
 log = logging.getLogger("rlscale")
 
+AHEAD_FILE = "sampled_ahead.pkl"  # in a checkpoint: the batches an off-policy run sampled ahead
+
+
+class Lookahead:
+    """The batches of a k-step off-policy run sampled ahead, and their staleness bookkeeping.
+
+    The batch trained at step s sampled with the weights after v updates has staleness
+    (s - 1) - v: the updates between those weights and the ones it trains. Before each update the
+    queue is topped up to hold k batches; in steady state the engines hold the weights before
+    step s's update (s - 1 updates) and sample step s + k's batch: staleness k, never more.
+    """
+
+    def __init__(self, k: int, last_step: int):
+        self.k, self.last_step = k, last_step
+        self.queue: list[tuple[int, Collected]] = []  # (the step that trains it, the batch)
+
+    def next_step(self, step: int) -> int:
+        return self.queue[-1][0] + 1 if self.queue else step
+
+    def top_up(self, collect, step: int, engine_updates: int) -> list[Collected]:
+        """Sample (`collect(target, staleness=...)`) until the queue holds step .. step + k - 1
+        (not past the last step) with the engines' weights after `engine_updates` updates."""
+        if self.queue and self.queue[0][0] != step:  # not the batches this run needs (a changed config)
+            self.queue.clear()
+        sampled = []
+        while len(self.queue) < self.k and self.next_step(step) <= self.last_step:
+            target = self.next_step(step)
+            got = collect(target, staleness=target - 1 - engine_updates)
+            self.queue.append((target, got))
+            sampled.append(got)
+        return sampled
+
+    def pop(self, step: int) -> Collected:
+        target, got = self.queue.pop(0)
+        assert target == step, f"off-policy queue out of order: step {step} got step {target}'s batch"
+        assert 0 <= got.staleness <= self.k, f"step {step}: staleness {got.staleness} > k={self.k}"
+        return got
+
+    def stats(self, trained: Collected) -> dict[str, float]:
+        """Staleness of the batches in flight (the one trained now and those queued)."""
+        lags = [trained.staleness] + [c.staleness for _, c in self.queue]
+        hist = {M.staleness_hist(lag): float(lags.count(lag)) for lag in range(self.k + 1)}
+        return {M.STALENESS_MAX: float(max(lags)), **hist}
+
+    def save(self, path: Path) -> None:
+        with open(path, "wb") as f:
+            pickle.dump(self.queue, f)
+
+    def restore(self, path: Path, step: int) -> None:
+        """The queue a checkpoint holds, keeping the batches this run can still train from `step`."""
+        if not path.is_file():
+            return
+        with open(path, "rb") as f:
+            queue = pickle.load(f)
+        for target, got in queue:
+            if target != self.next_step(step) or got.staleness > self.k or len(self.queue) == self.k:
+                break
+            if target <= self.last_step:
+                self.queue.append((target, got))
+
 
 class Orchestrator:
     def __init__(self, cfg: RunConfig, *, resume: bool = False):
@@ -65,6 +127,7 @@ class Orchestrator:
             seed=cfg.trainer.seed,
             max_tokens=cfg.rollout.max_tokens,
             off_policy=bool(cfg.trainer.off_policy_steps),
+            base_dir=str(self.model_dir),  # LoRA: the frozen base a checkpoint's adapters go on
         )
         turns = cfg.rollout.max_turns if isinstance(self.env, MultiTurnEnvironment) else 1
         max_model_len = self._max_prompt_len() + turns * (cfg.rollout.max_tokens + 64) + 8
@@ -81,6 +144,7 @@ class Orchestrator:
             on_restart=self._count_restart,
         )
         self.n_params = ray.get(self.learner.num_parameters.remote())
+        self.n_lora = ray.get(self.learner.lora_parameters.remote())
         self.collector = Collector(self.env, self.renderer, self.tokenizer, self.engines.generate, cfg=cfg)
         self.evaluator = Evaluator(self.env, cfg) if cfg.eval.every else None
         if self.evaluator is not None:
@@ -90,7 +154,11 @@ class Orchestrator:
             cfg.telemetry.sinks, self.run_dir, cfg.name, cfg.model_dump(mode="json"), tqdm.write
         )
         self.stop_reason: str | None = None
-        self._ahead: Collected | None = None  # off-policy: the next step's batch, sampled ahead
+        # off-policy: the batches sampled ahead; the engines' weights are after this many updates
+        self.ahead = Lookahead(cfg.trainer.off_policy_steps, cfg.trainer.steps)
+        self._engine_updates = self.totals.step
+        if start_from is not None and cfg.trainer.off_policy_steps:
+            self.ahead.restore(Path(start_from) / AHEAD_FILE, self.totals.step + 1)
 
     def _max_prompt_len(self) -> int:
         rng = random.Random(0)
@@ -138,6 +206,7 @@ class Orchestrator:
             times,
             algo=self.cfg.algo,
             n_params=self.n_params,
+            lora_params=self.n_lora,
         )
         if final_eval:  # after the last update: the end point of the curve
             record.update(self.evaluate(step))
@@ -146,18 +215,18 @@ class Orchestrator:
         return record
 
     def _step_off_policy(self, step: int) -> tuple[Collected, dict, dict]:
-        """The engines take the weights from before this update and sample and verify the next
-        step's batch while the learner trains on this one."""
-        fresh = self._ahead is None  # first step, or just resumed: nothing was sampled ahead
-        got, self._ahead = self._ahead or self.collector.collect(step), None
+        """The engines take the weights from before this update and sample and verify the batch
+        k steps ahead while the learner trains on this one (`Lookahead`)."""
+        sampled = self.ahead.top_up(self.collector.collect, step, self._engine_updates)  # fresh start
+        got = self.ahead.pop(step)
         weights = self.learner.weights.remote()  # queued before the update: the older weights
         update = self.learner.update.remote(got.batch) if got.batch.groups else None
         sync_s = self.engines.sync(weights)
-        ahead = self.collector.collect(step + 1, staleness=1) if step < self.cfg.trainer.steps else None
+        self._engine_updates = step - 1
+        sampled += self.ahead.top_up(self.collector.collect, step + 1, self._engine_updates)
         t_learn = time.perf_counter()
         stats = ray.get(update) if update else {}
-        self._ahead = ahead
-        sampled = ([got] if fresh else []) + ([ahead] if ahead else [])
+        stats = {**stats, **self.ahead.stats(got)}
         times = {
             "rollout": sum(c.rollout_s for c in sampled),
             "verify": sum(c.verify_s for c in sampled),
@@ -181,8 +250,9 @@ class Orchestrator:
     def evaluate(self, step: int) -> dict[str, float]:
         """Evaluate the engines' current weights (synced first if they lag the learner)."""
         start = time.perf_counter()
-        if self.cfg.trainer.off_policy_steps and self.totals.step > 0:  # the engines lag one update
+        if self.cfg.trainer.off_policy_steps and self._engine_updates < self.totals.step:  # they lag
             self.engines.sync(self.learner.weights.remote())
+            self._engine_updates = self.totals.step
         metrics, tokens = self.evaluator.evaluate(self.collector, step)
         self.totals.eval_flops += accounting.generation_flops(self.n_params, tokens)
         seconds = time.perf_counter() - start
@@ -203,6 +273,8 @@ class Orchestrator:
         def save_files(tmp: Path) -> None:
             ray.get(self.learner.save.remote(str(tmp)))
             self.tokenizer.save_pretrained(tmp)
+            if self.ahead.queue:  # off-policy: what was sampled ahead, so a resume is exact
+                self.ahead.save(tmp / AHEAD_FILE)
 
         state = {"totals": asdict(self.totals), "config": self.cfg.model_dump(mode="json")}
         return checkpoint.write(

@@ -41,7 +41,9 @@ class Totals:
     flops_by_part: dict = field(default_factory=dict)
 
 
-def step_record(step: int, totals: Totals, got, stats: dict, times: dict, *, algo, n_params: int) -> dict:
+def step_record(
+    step: int, totals: Totals, got, stats: dict, times: dict, *, algo, n_params: int, lora_params: int = 0
+) -> dict:
     """The step's metrics record from what was collected (`collect.Collected`), the learner's
     stats and the step's times; adds the step to `totals` (the cumulative columns)."""
     samples = [s for g in got.groups for s in g.samples]
@@ -53,6 +55,7 @@ def step_record(step: int, totals: Totals, got, stats: dict, times: dict, *, alg
         n_params,
         generated_tokens=prompt_tokens + sum(lengths),
         trained_tokens=stats.get(M.TOKENS_TRAINED, 0.0),
+        lora_params=lora_params,
     )
     for part, value in flops.items():
         totals.flops_by_part[part] = totals.flops_by_part.get(part, 0.0) + value

@@ -96,7 +96,7 @@ def test_off_policy_needs_the_samplers_own_distribution(demo):
     message = _error(demo, "trainer.off_policy_steps=1", "rollout.temperature=0.7")
     assert message.startswith(f"{demo}: trainer.off_policy_steps: ")
     assert "rollout.temperature=1" in message and len(message.splitlines()) == 1
-    assert "less than or equal to 1" in _error(demo, "trainer.off_policy_steps=2")
+    assert "less than or equal to 8" in _error(demo, "trainer.off_policy_steps=9")  # issue 15: k <= 8
 
 
 @pytest.mark.parametrize(
