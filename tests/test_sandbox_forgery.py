@@ -56,8 +56,10 @@ def test_writing_pass_messages_to_every_fd_then_exiting_does_not_pass():
         os._exit(0)
     """
     verdict = assert_no_pass(program)
-    assert verdict.reason == "exited before the tests finished"
-    assert {"exit", "died-during-tests"} <= set(verdict.flags)
+    # which refusal comes first is a race: the judge reads the garbage (malformed reply) or sees
+    # the program gone; either way it is a fail, never a pass
+    assert verdict.reason == "exited before the tests finished" or verdict.reason.startswith("tests failed")
+    assert "exit" in verdict.flags
 
 
 def test_answering_the_judge_in_advance_does_not_pass():
