@@ -48,7 +48,7 @@ test: setup
 SMOLLM2_DIR := models/smollm2-135m-instruct
 
 smollm2: setup
-	@$(BIN)/python -m rlscale.model_import smollm2 $(SMOLLM2_DIR)
+	@$(BIN)/rlscale model import smollm2 $(SMOLLM2_DIR)
 
 lint: setup
 	$(BIN)/ruff check .

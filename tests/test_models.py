@@ -18,6 +18,22 @@ def test_character_tokenizer_round_trips_every_char():
     assert tok.decode([*ids, tok.eos_token_id], skip_special_tokens=True) == text
 
 
+def test_saved_builtin_reloads_with_the_same_ids_in_transformers_and_vllm(tmp_path):
+    """A saved Qwen2 directory is reloaded as Qwen2Tokenizer (by AutoTokenizer and by vLLM),
+    which once dropped every space and newline: code and multi-line answers were garbled."""
+    from transformers import AutoTokenizer
+    from vllm.tokenizers import get_tokenizer
+
+    tok = build_tokenizer()
+    build_model(BUILTIN_SIZES["tiny"], len(tok), 0).config.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    text = "def f(x):\n    return x  + 1\nprint(f(2))"
+    for reloaded in (AutoTokenizer.from_pretrained(tmp_path), get_tokenizer(str(tmp_path))):
+        assert reloaded.encode(text) == tok.encode(text) and len(tok.encode(text)) == len(text)
+        assert reloaded.decode(tok.encode(text)) == text
+        assert reloaded.eos_token_id == tok.eos_token_id and reloaded.pad_token_id == tok.pad_token_id
+
+
 def test_sizes_span_two_orders_of_magnitude():
     vocab = len(build_tokenizer())
     counts = {
