@@ -333,7 +333,7 @@ class Orchestrator:
 
     def _refit(self) -> dict[str, float]:
         """The run fits its own curves so far: predicted asymptote, final reward, entropy collapse."""
-        from rlscale.fitting import live_refit
+        from rlscale.live_refit import live_refit
 
         sc, steps = self.cfg.scaling, self.cfg.trainer.steps
         fit = live_refit(load_metrics(self.run_dir), x=sc.x, planned_steps=steps)

@@ -97,7 +97,7 @@ def test_periodic_pass_at_k_and_live_refit_are_logged(live_run):
 
 def test_multi_turn_episodes_train_through_the_real_stack(ray_session, tmp_path):
     """guess_number over vLLM + learner: actions are trained, the env's answers are masked."""
-    from rlscale.config import build_config
+    from rlscale.config_io import build_config
     from rlscale.orchestrator import Orchestrator
 
     cfg = build_config(
@@ -169,7 +169,7 @@ def test_seeded_generation_of_long_prompt_batches(ray_session, tiny_model_dir):
 def test_one_step_off_policy_run_lags_the_engine_by_one_update(ray_session, tmp_path):
     """trainer.off_policy_steps=1 through Ray + vLLM: the first batch is on-policy, later ones
     one update stale; the engine ends one update behind the learner until it is synced."""
-    from rlscale.config import build_config
+    from rlscale.config_io import build_config
     from rlscale.orchestrator import Orchestrator
     from rlscale.telemetry import load_metrics
 

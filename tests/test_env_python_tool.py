@@ -83,7 +83,7 @@ def test_demonstration_replays_to_a_win():
 
 def test_python_tool_trains_through_the_real_stack(ray_session, tmp_path):
     """A GRPO step over vLLM + learner: tool output is the environment's turn, masked out."""
-    from rlscale.config import build_config
+    from rlscale.config_io import build_config
     from rlscale.orchestrator import Orchestrator
 
     cfg = build_config(
@@ -130,7 +130,7 @@ def test_python_tool_trains_through_the_real_stack(ray_session, tmp_path):
 def test_config_fits_the_builtin_models():
     from pathlib import Path
 
-    from rlscale.config import load_config
+    from rlscale.config_io import load_config
     from rlscale.models import CHARS, MAX_POSITIONS
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "python_tool.yaml")
