@@ -263,9 +263,16 @@ class ScalingConfig(_Strict):
     x: XAxis = Field(
         "flops", description="compute axis of the refit: flops, hours, steps, tokens, samples or wall"
     )
+    metric: str | None = Field(
+        None,
+        description="metrics column the refit fits; None: the eval mean if logged, else reward/mean",
+    )
     early_stop_min_gain: float | None = Field(
-        None, ge=0, description="stop when the predicted remaining reward gain is below this; None: never"
-    )  # stop when predicted gain is below this
+        None,
+        ge=0,
+        description="stop when the asymptote is identified and the gain from doubling the compute so far "
+        "is below this (the top of its interval); None: never",
+    )
 
 
 class TelemetryConfig(_Strict):

@@ -1,7 +1,10 @@
 """The refit of a run in progress under the fitting protocol (`rlscale.fitting`): the
-`fit/*` metrics it logs."""
+`fit/*` metrics it logs, and what the orchestrator does with them (early stop, the entropy
+collapse warning)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -102,3 +105,50 @@ def live_refit(
             out["fit/entropy_collapsed"] = float(now < threshold)
             out["fit/entropy_collapse_warning"] = float(now >= threshold and at is not None)
     return {k: float(v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- during a run
+
+
+def live_protocol(scaling_cfg) -> FitProtocol:
+    """The protocol of a run's live refits, from its config's `scaling` section (ScalingConfig):
+    its x axis and metric (None: the protocol's choice), 50 bootstrap resamples."""
+    return FitProtocol(metric=scaling_cfg.metric, x=scaling_cfg.x, n_boot=50)
+
+
+@dataclass
+class RefitOutcome:
+    """A live refit and what the run does with it."""
+
+    metrics: dict[str, float]  # the `fit/*` metrics to log
+    stop_reason: str = ""  # non-empty: stop the run early, for this reason
+    warning: str = ""  # non-empty: one line to print (entropy on course to collapse)
+
+
+def judge_refit(fit: dict[str, float], planned_steps: int, early_stop_min_gain: float | None) -> RefitOutcome:
+    """Early stop when live_refit says so (`fit/early_stop`: the asymptote is identified and the
+    gain from doubling the compute so far is below the threshold); a warning line while
+    entropy is on course to collapse before the planned end (`fit/entropy_collapse_warning`)."""
+    out = RefitOutcome(fit)
+    if fit.get("fit/entropy_collapse_warning") == 1.0:
+        at = fit.get("fit/entropy_collapse_step", NAN)
+        when = f"by step {int(at)} of {planned_steps}" if at == at else f"before step {planned_steps}"
+        out.warning = f"warning: entropy is on course to collapse {when}"
+    if early_stop_min_gain is not None and fit.get("fit/early_stop") == 1.0:
+        out.stop_reason = (
+            f"the gain from doubling the compute so far is at most {fit['fit/gain_2x_hi']:.4f} "
+            f"< scaling.early_stop_min_gain = {early_stop_min_gain:g} (asymptote identified)"
+        )
+    return out
+
+
+def refit_run(frame: pd.DataFrame, scaling_cfg, planned_steps: int) -> RefitOutcome:
+    """The orchestrator's refit every `scaling.refit_every` steps: live_refit under the
+    config's protocol, judged by `judge_refit`."""
+    fit = live_refit(
+        frame,
+        planned_steps=planned_steps,
+        protocol=live_protocol(scaling_cfg),
+        early_stop_min_gain=scaling_cfg.early_stop_min_gain,
+    )
+    return judge_refit(fit, planned_steps, scaling_cfg.early_stop_min_gain)
