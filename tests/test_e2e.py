@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from helpers import learner_spy
 
 from rlscale.telemetry import STANDARD_METRICS, load_metrics
 
@@ -113,25 +114,12 @@ def test_multi_turn_episodes_train_through_the_real_stack(ray_session, tmp_path)
         source="multiturn",
     )
     orch = Orchestrator(cfg)
-    learner, captured = orch.learner, {}
-
-    class Spy:  # records the batch the learner is sent
-        def __getattr__(self, name):
-            return getattr(learner, name)
-
-        class update:  # noqa: N801
-            @staticmethod
-            def remote(batch):
-                captured["batch"] = batch
-                return learner.update.remote(batch)
-
-    orch.learner = Spy()
     try:
-        record = orch.step(1)
+        with learner_spy(orch) as sent:
+            record = orch.step(1)
     finally:
-        orch.learner = learner
         orch.shutdown()
-    samples = [sample for group in captured["batch"].groups for sample in group.samples]
+    samples = [sample for group in sent[-1].groups for sample in group.samples]
     assert len(samples) == 6 and record["samples"] == 6
     for response, mask, logprobs in ((s.token_ids, s.mask(), s.logprobs) for s in samples):
         assert len(response) == len(mask) == len(logprobs)
