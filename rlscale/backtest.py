@@ -37,17 +37,10 @@ import pandas as pd
 import yaml
 
 from rlscale import scaling
-from rlscale.fitting import (
-    X_AXES,
-    FitProtocol,
-    SigmoidEstimate,
-    fit_seeds,
-    fit_sigmoid_protocol,
-    json_safe,
-    run_curve,
-    run_labels,
-    x_axis,
-)
+from rlscale.fit_estimates import SigmoidEstimate, fit_seeds, fit_sigmoid_protocol
+from rlscale.fitting import FitProtocol, json_safe, run_curve, x_axis
+from rlscale.metric_names import X_AXES
+from rlscale.run_fits import run_labels
 from rlscale.telemetry import load_metrics
 
 NAN = float("nan")

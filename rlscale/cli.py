@@ -17,7 +17,8 @@ def _split_config(config: str | None, overrides: list[str]) -> tuple[str | None,
 
 
 def _load_run_config(args):
-    from rlscale.config import ConfigError, load_config
+    from rlscale.config import ConfigError
+    from rlscale.config_io import load_config
 
     config, overrides = _split_config(args.config, args.overrides)
     if args.resume:  # the run's own resolved config; CONFIG, if given, is taken as an override
@@ -102,7 +103,7 @@ def _clip(text: str, width: int) -> str:
 
 
 def _cmd_config_show(args) -> int:
-    from rlscale.config import build_config, config_rows, load_config
+    from rlscale.config_io import build_config, config_rows, load_config
 
     config, overrides = _split_config(args.config, args.overrides)
     if config:
@@ -136,8 +137,9 @@ def _cmd_presets(args) -> int:
 
 
 def _add_fit_options(p) -> None:
-    x_axes = ["flops", "hours", "steps", "tokens", "samples", "wall"]  # rlscale.fitting.X_AXES
-    p.add_argument("--x", choices=x_axes, default="flops", help="x axis (default flops)")
+    from rlscale.metric_names import X_AXES
+
+    p.add_argument("--x", choices=list(X_AXES), default="flops", help="x axis (default flops)")
     p.add_argument("--bootstrap", type=int, default=200, metavar="N", help="resamples for 95%% intervals")
     p.add_argument("--bins", type=int, default=100, help="fit on at most this many step bins (0: all steps)")
     p.add_argument("--min-compute", type=float, metavar="X", help="fit compute laws on x >= X only")
@@ -169,7 +171,7 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_fit(args) -> int:
-    from rlscale.fitting import fit_runs, print_fits, save_fits
+    from rlscale.run_fits import fit_runs, print_fits, save_fits
 
     runs = f"{len(args.run_dirs)} runs" if len(args.run_dirs) > 1 else args.run_dirs[0]
     print(f"fitting {runs} ({args.bootstrap} bootstrap resamples) ...", file=sys.stderr, flush=True)

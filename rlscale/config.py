@@ -1,19 +1,19 @@
-"""Typed run configuration: YAML file + `key.sub=value` overrides -> validated `RunConfig`.
+"""Typed run configuration: the one schema of a run (pydantic, unknown keys forbidden).
 
-One schema (pydantic, unknown keys forbidden). Errors name the file and the dotted key.
+Loading (YAML file + `key.sub=value` overrides, errors naming the file and the dotted key)
+is `rlscale.config_io`; the checks across fields `rlscale.config_checks`.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rlscale.config_checks import check_env_kwargs, resolve_algo
+from rlscale.metric_names import X_AXES
 from rlscale.presets import (
-    ADVANTAGE_SCALING,
     ALGO_PRESETS,
     AdvantageName,
     AdvantageScaling,
@@ -22,7 +22,7 @@ from rlscale.presets import (
 )
 
 GROUP_RELATIVE = ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline", "batch_norm")
-X_AXES = Literal["flops", "hours", "steps", "tokens", "samples", "wall"]  # rlscale.fitting.X_AXES
+XAxis = Literal[tuple(X_AXES)]  # the names of rlscale.metric_names.X_AXES
 
 
 class ConfigError(ValueError):
@@ -147,56 +147,6 @@ class AlgoConfig(_Strict):
     )  # kl_cov: weight of |log pi - log pi_old|
 
 
-# algo keys that only act under a condition: (condition in words, test of the resolved algo)
-_APPLIES_ONLY = {
-    **dict.fromkeys(
-        ("gamma", "lam", "value_clip", "vf_coef", "critic_mode"),
-        ("with a critic (algo.critic=true)", lambda a: a.critic),
-    ),
-    **dict.fromkeys(
-        ("kl_estimator", "kl_in_reward", "ref_reset_every"),
-        ("with a reference model (algo.kl_coef > 0)", lambda a: a.kl_coef > 0),
-    ),
-    "dual_clip": ("with policy_loss ppo_clip", lambda a: a.policy_loss == "ppo_clip"),
-    **dict.fromkeys(
-        ("clip_cov_ratio", "clip_cov_lb", "clip_cov_ub"),
-        ("with policy_loss clip_cov", lambda a: a.policy_loss == "clip_cov"),
-    ),
-    **dict.fromkeys(
-        ("kl_cov_ratio", "kl_cov_coef"), ("with policy_loss kl_cov", lambda a: a.policy_loss == "kl_cov")
-    ),
-    **dict.fromkeys(
-        ("eps_low", "eps_high"), ("with a clipped loss (not kl_cov)", lambda a: a.policy_loss != "kl_cov")
-    ),
-}
-
-
-def _resolve_algo(algo: AlgoConfig) -> None:
-    """Fill the preset into `algo` in place; refuse values that would do nothing."""
-    preset = ALGO_PRESETS[algo.name]
-    user_set = {k for k in algo.model_fields_set if getattr(algo, k) is not None}
-    for key, value in preset.items():
-        if getattr(algo, key) is None:
-            object.__setattr__(algo, key, value)
-    if algo.advantage == "gae":
-        if not algo.critic:
-            raise ValueError("algo.critic: advantage 'gae' needs a critic (algo.critic=true)")
-    elif "norm_adv" not in user_set:  # the scaling the chosen estimator applies
-        object.__setattr__(algo, "norm_adv", ADVANTAGE_SCALING[algo.advantage])
-    elif algo.norm_adv != ADVANTAGE_SCALING[algo.advantage]:
-        fits = sorted(k for k, v in ADVANTAGE_SCALING.items() if v == algo.norm_adv)
-        raise ValueError(
-            f"algo.norm_adv: advantage {algo.advantage!r} applies {ADVANTAGE_SCALING[algo.advantage]!r} "
-            f"scaling itself; norm_adv chooses the scaling only for 'gae' (for {algo.norm_adv!r} "
-            f"scaling choose advantage {' or '.join(fits)})"
-        )
-    defaults = {k: f.default for k, f in AlgoConfig.model_fields.items()}
-    for key in sorted(user_set):
-        if key in _APPLIES_ONLY and not _APPLIES_ONLY[key][1](algo):
-            if getattr(algo, key) != preset.get(key, defaults[key]):
-                raise ValueError(f"algo.{key}: does nothing here; it is used only {_APPLIES_ONLY[key][0]}")
-
-
 class RolloutConfig(_Strict):
     workers: int = Field(1, ge=1, description="rollout actors, each hosting one vLLM engine")
     group_size: int = Field(8, ge=1, description="responses sampled per prompt (G)")
@@ -305,17 +255,24 @@ class EvalConfig(_Strict):
 
 
 class ScalingConfig(_Strict):
-    """The run refits its own curves every `refit_every` steps (rlscale.fitting.live_refit)."""
+    """The run refits its own curves every `refit_every` steps (rlscale.live_refit)."""
 
     refit_every: int = Field(
         0, ge=0, description="steps between live refits of the run's own curves; 0: off"
     )  # 0 = off
-    x: X_AXES = Field(
+    x: XAxis = Field(
         "flops", description="compute axis of the refit: flops, hours, steps, tokens, samples or wall"
     )
+    metric: str | None = Field(
+        None,
+        description="metrics column the refit fits; None: the eval mean if logged, else reward/mean",
+    )
     early_stop_min_gain: float | None = Field(
-        None, ge=0, description="stop when the predicted remaining reward gain is below this; None: never"
-    )  # stop when predicted gain is below this
+        None,
+        ge=0,
+        description="stop when the asymptote is identified and the gain from doubling the compute so far "
+        "is below this (the top of its interval); None: never",
+    )
 
 
 class TelemetryConfig(_Strict):
@@ -416,7 +373,7 @@ class RunConfig(_Strict):
             raise ValueError(
                 f"algo.name: unknown preset {self.algo.name!r}; choose from {sorted(ALGO_PRESETS)}"
             )
-        _resolve_algo(self.algo)
+        resolve_algo(self.algo)
         if self.env.name not in env_names():
             raise ValueError(f"env.name: unknown environment {self.env.name!r}; choose from {env_names()}")
         check_env_kwargs(self.env.name, self.env.kwargs)
@@ -441,136 +398,3 @@ class RunConfig(_Strict):
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
-
-
-# constructor arguments that name a data file or directory: checked to exist at config time
-_DATA_ARGS = ("path", "data_path", "data_file")
-
-
-def check_env_kwargs(name: str, kwargs: dict, where: str = "env.kwargs") -> None:
-    """Refuse kwargs the environment's constructor does not take, missing required ones, and
-    data files that do not exist, before anything is built (one line naming the key)."""
-    import inspect
-
-    from rlscale.envs import env_class, env_names
-
-    try:
-        params = inspect.signature(env_class(name)).parameters
-    except (TypeError, ValueError):  # no introspectable signature: the constructor checks
-        return
-    named = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    valid = ", ".join(named) or "(none)"
-    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        for key in kwargs:
-            if key not in named:
-                raise ValueError(f"{where}.{key}: unknown argument of environment {name!r}; valid: {valid}")
-    for key, p in named.items():
-        if p.default is p.empty and key not in kwargs:
-            raise ValueError(f"{where}.{key}: required by environment {name!r} (arguments: {valid})")
-    for key in _DATA_ARGS:
-        value = kwargs.get(key)
-        if key in named and isinstance(value, str) and not Path(value).expanduser().exists():
-            raise ValueError(f"{where}.{key}: no such file or directory: {value}")
-    components = kwargs.get("components") if name == "mixture" else None
-    for i, component in enumerate(components if isinstance(components, list) else []):
-        if isinstance(component, dict) and isinstance(component.get("kwargs") or {}, dict):
-            sub = component.get("name")
-            if sub not in env_names():
-                raise ValueError(
-                    f"{where}.components[{i}].name: unknown environment {sub!r}; choose from {env_names()}"
-                )
-            check_env_kwargs(sub, component.get("kwargs") or {}, f"{where}.components[{i}].kwargs")
-
-
-def config_rows(cfg: BaseModel, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
-    """(dotted key, value, default, description) for every leaf key of the config, in schema order."""
-    rows = []
-    for key, field in type(cfg).model_fields.items():
-        value = getattr(cfg, key)
-        if isinstance(value, BaseModel):
-            rows += config_rows(value, f"{prefix}{key}.")
-            continue
-        default = field.default_factory() if field.default_factory is not None else field.default
-        if isinstance(value, tuple):
-            value, default = list(value), list(default)
-        rows.append((f"{prefix}{key}", value, default, field.description or ""))
-    return rows
-
-
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    node = tree
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if isinstance(child, str) and part == "env":  # `env: arithmetic` shorthand
-            child = {"name": child}
-        if not isinstance(child, dict):
-            child = {}
-        node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
-    parsed = []
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key.sub=value")
-        parsed.append((key.strip(), yaml.safe_load(raw) if raw else None))
-    return parsed
-
-
-def _format_error(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif msg.startswith("Value error, "):
-            msg = msg.removeprefix("Value error, ")
-        lines.append(f"{source}: {loc + ': ' if loc else ''}{msg}")
-    return "\n".join(lines)
-
-
-def build_config(data: dict, *, source: str = "<config>", overrides: list[str] = ()) -> RunConfig:
-    tree = copy.deepcopy(data)
-    parsed = parse_overrides(list(overrides))
-    new_env = dict(parsed).get("env.name")
-    env = tree.get("env")
-    if new_env is not None and isinstance(env, dict) and env.get("name") != new_env:
-        env.pop("kwargs", None)  # the file's kwargs belong to the environment being replaced
-    for key, value in parsed:
-        _set_dotted(tree, key, value)
-    return validate_model(RunConfig, tree, source)
-
-
-def read_yaml_mapping(path: Path, what: str = "config file") -> dict:
-    """A YAML file whose top level is a mapping, or one ConfigError naming the file."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such {what}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of keys")
-    return data
-
-
-def validate_model(model: type[BaseModel], data: dict, source: str):
-    """`model` validated from `data`, or one ConfigError line per problem, naming source and key."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
-
-
-def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    path = Path(path)
-    return build_config(read_yaml_mapping(path), source=str(path), overrides=overrides)
-
-
-def save_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

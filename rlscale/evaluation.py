@@ -1,7 +1,7 @@
 """Evaluation: pass@k of the current policy on a fixed task set, and the columns it is logged in.
 
 An evaluation draws n samples for each of a fixed set of tasks and counts the correct ones
-per task; pass@k is the mean over tasks of the unbiased estimator `scaling.pass_at_k`.
+per task; pass@k is the mean over tasks of the unbiased estimator `scaling_stats.pass_at_k`.
 The orchestrator logs `eval/pass@1`, `eval/pass@2`, ..., `eval/pass@n` and `eval/mean@n`
 (one column per k in `default_ks(n)`, NaN on steps without an evaluation); `rlscale plot`
 draws those columns as pass@k curves.
@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from rlscale import metric_names as M
-from rlscale.scaling import pass_at_k
+from rlscale.scaling_stats import pass_at_k
 
 PASS_AT_K_COLUMN = re.compile(r"^eval/pass@(\d+)$")
 

@@ -100,3 +100,15 @@ def pass_at(k: int) -> str:
 def mean_at(k: int) -> str:
     """`eval/mean@k`: mean accuracy over k samples per evaluation task (the fitting target)."""
     return f"eval/mean@{k}"
+
+
+# The x axes of the fits, the one definition of them (rlscale.fitting, the config's
+# scaling.x, the CLI's --x): name -> (metric column, axis label)
+X_AXES = {
+    "flops": (FLOPS, "compute (FLOPs)"),
+    "hours": (DEVICE_HOURS, "device-hours"),
+    "steps": (STEP, "step"),
+    "tokens": (TOKENS_GENERATED, "generated tokens"),
+    "samples": (SAMPLES, "samples"),
+    "wall": (WALL_S, "wall-clock time (s)"),
+}

@@ -332,18 +332,16 @@ class Orchestrator:
         )
 
     def _refit(self) -> dict[str, float]:
-        """The run fits its own curves so far: predicted asymptote, final reward, entropy collapse."""
-        from rlscale.fitting import live_refit
+        """The run fits its own curves so far (rlscale.live_refit.refit_run): logs the fit,
+        prints the entropy collapse warning, sets the early stop."""
+        from rlscale.live_refit import refit_run
 
-        sc, steps = self.cfg.scaling, self.cfg.trainer.steps
-        fit = live_refit(load_metrics(self.run_dir), x=sc.x, planned_steps=steps)
-        collapse = fit.get("fit/entropy_collapse_step", float("nan"))
-        if collapse == collapse and collapse < steps:  # not NaN, and before the planned end
-            tqdm.write(f"warning: entropy is on course to collapse by step {int(collapse)} of {steps}")
-        gain = fit.get("fit/predicted_gain", float("nan"))
-        if sc.early_stop_min_gain is not None and fit.get("fit/ok") == 1.0 and gain < sc.early_stop_min_gain:
-            self.stop_reason = f"predicted remaining gain {gain:.4f} < scaling.early_stop_min_gain"
-        return fit
+        outcome = refit_run(load_metrics(self.run_dir), self.cfg.scaling, self.cfg.trainer.steps)
+        if outcome.warning:
+            tqdm.write(outcome.warning)
+        if outcome.stop_reason:
+            self.stop_reason = outcome.stop_reason
+        return outcome.metrics
 
     def shutdown(self) -> None:
         self.engines.shutdown()

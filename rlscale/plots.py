@@ -1,7 +1,7 @@
 """Plots of one or several runs, overlaid, one colour per run.
 
 Always: reward and entropy against steps, reward against entropy. With fits
-(`rlscale.fitting.RunFit`): reward against compute with the fitted sigmoid, its bootstrap
+(`rlscale.run_fits.RunFit`): reward against compute with the fitted sigmoid, its bootstrap
 band and its extrapolation to 10x the compute seen, the asymptote A dashed (dotted at its
 lower bound when the protocol does not identify it); the entropy law
 and its ceiling b - a on the reward-entropy plot; the linearised sigmoid. With `eval/pass@k`
@@ -214,7 +214,7 @@ def _pass_at_k(axes, runs: dict[str, pd.DataFrame]) -> None:
 
 def plot_runs(runs: dict[str, pd.DataFrame], out_dir: str | Path, *, fits: dict | None = None) -> list[Path]:
     """PNG files in out_dir, every run overlaid; returns the files written. fits (name ->
-    rlscale.fitting.RunFit, same names as runs) adds the fitted-law plots."""
+    rlscale.run_fits.RunFit, same names as runs) adds the fitted-law plots."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -247,7 +247,7 @@ def plot_run_dirs(
     run_dirs, out_dir: str | Path, *, x: str = "flops", bootstrap: int = 200, **fit_kw
 ) -> list[Path]:
     """Load, fit (no backtests) and plot several run directories together."""
-    from rlscale.fitting import fit_frame, run_labels
+    from rlscale.run_fits import fit_frame, run_labels
 
     runs, fits = {}, {}
     for run_dir, name in zip(run_dirs, run_labels(run_dirs)):
@@ -260,7 +260,7 @@ def plot_run_dirs(
 
 def plot_run(run_dir: str | Path, frame: pd.DataFrame | None = None) -> list[Path]:
     """The plots of one finished run, in <run_dir>/plots (the orchestrator calls this)."""
-    from rlscale.fitting import fit_frame
+    from rlscale.run_fits import fit_frame
 
     run_dir = Path(run_dir)
     frame = load_metrics(run_dir) if frame is None else frame

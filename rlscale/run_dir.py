@@ -11,7 +11,8 @@ from pathlib import Path
 
 from rlscale import checkpoint
 from rlscale import metric_names as M
-from rlscale.config import RunConfig, save_config
+from rlscale.config import RunConfig
+from rlscale.config_io import save_config
 from rlscale.telemetry import METRICS_FILE, Totals, load_metrics, truncate_metrics
 
 

@@ -46,7 +46,7 @@ def live_run(ray_session, tmp_path_factory):
     Yields the orchestrator (actors still alive) plus log-probs of a fixed sequence taken
     before any update, from both the engine and the learner.
     """
-    from rlscale.config import build_config
+    from rlscale.config_io import build_config
     from rlscale.orchestrator import Orchestrator
 
     out = tmp_path_factory.mktemp("runs")

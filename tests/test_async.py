@@ -12,7 +12,8 @@ import time
 import psutil
 import pytest
 
-from rlscale.config import ConfigError, build_config
+from rlscale.config import ConfigError
+from rlscale.config_io import build_config
 from rlscale.orchestrator import Lookahead
 from rlscale.telemetry import load_metrics
 

@@ -8,7 +8,7 @@ import json
 
 from rich.console import Console
 
-from rlscale import sweep
+from rlscale import sweep, sweep_run
 
 
 def _spec(tmp_path, **fields):
@@ -41,20 +41,20 @@ def test_colliding_short_names_keep_the_section(tmp_path):
 
 
 def test_live_status_reads_the_last_whole_record(tmp_path):
-    assert sweep.live_status(tmp_path / "absent") is None
+    assert sweep_run.live_status(tmp_path / "absent") is None
     _write(
         tmp_path,
         [{"step": 1, "reward/mean": 0.1}, {"step": 2, "reward/mean": 0.25}],
         partial='{"step": 3, "rew',
     )
-    assert sweep.live_status(tmp_path) == (2, 0.25)
+    assert sweep_run.live_status(tmp_path) == (2, 0.25)
 
 
 def test_progress_in_a_log_shows_each_points_step_reward_and_an_eta(tmp_path):
     spec = _spec(tmp_path, grid={"trainer.seed": [0, 1]})
     a, b = sweep.expand(spec)
     lines = []
-    progress = sweep.SweepProgress(spec, [a, b], {a.name: 10, b.name: 10}, log=lines.append)
+    progress = sweep_run.SweepProgress(spec, [a, b], {a.name: 10, b.name: 10}, log=lines.append)
     progress.quiet_s = 0
     progress.started(a)
     progress.started(b)
@@ -73,7 +73,7 @@ def test_progress_on_a_terminal_draws_a_bar_and_the_running_points(tmp_path):
     a, b = sweep.expand(spec)
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
-    progress = sweep.SweepProgress(spec, [a, b], {a.name: 10, b.name: 10}, console=console)
+    progress = sweep_run.SweepProgress(spec, [a, b], {a.name: 10, b.name: 10}, console=console)
     assert progress.live
     progress.started(a)
     _write(a.run_dir(spec), [{"step": 4, "reward/mean": 0.375}])

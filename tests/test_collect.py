@@ -9,7 +9,7 @@ import torch
 
 from rlscale.batch import Sample
 from rlscale.collect import Collector, derived_seed, step_bounded
-from rlscale.config import build_config
+from rlscale.config_io import build_config
 from rlscale.envs import make_env
 from rlscale.models import build_tokenizer
 from rlscale.prompts import PromptRenderer

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from rlscale.config import ConfigError, load_config, save_config
+from rlscale.config import ConfigError
+from rlscale.config_io import load_config, save_config
 
 
 @pytest.fixture
@@ -160,7 +161,8 @@ def test_a_bad_loss_name_is_refused_by_the_cli_before_ray_or_torch(demo):
 
 
 def test_every_config_key_has_a_one_line_description():
-    from rlscale.config import RunConfig, config_rows
+    from rlscale.config import RunConfig
+    from rlscale.config_io import config_rows
 
     rows = config_rows(RunConfig())
     assert len(rows) > 60

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from helpers import learner_spy
 
 from rlscale.telemetry import STANDARD_METRICS, load_metrics
 
@@ -97,7 +98,7 @@ def test_periodic_pass_at_k_and_live_refit_are_logged(live_run):
 
 def test_multi_turn_episodes_train_through_the_real_stack(ray_session, tmp_path):
     """guess_number over vLLM + learner: actions are trained, the env's answers are masked."""
-    from rlscale.config import build_config
+    from rlscale.config_io import build_config
     from rlscale.orchestrator import Orchestrator
 
     cfg = build_config(
@@ -113,25 +114,12 @@ def test_multi_turn_episodes_train_through_the_real_stack(ray_session, tmp_path)
         source="multiturn",
     )
     orch = Orchestrator(cfg)
-    learner, captured = orch.learner, {}
-
-    class Spy:  # records the batch the learner is sent
-        def __getattr__(self, name):
-            return getattr(learner, name)
-
-        class update:  # noqa: N801
-            @staticmethod
-            def remote(batch):
-                captured["batch"] = batch
-                return learner.update.remote(batch)
-
-    orch.learner = Spy()
     try:
-        record = orch.step(1)
+        with learner_spy(orch) as sent:
+            record = orch.step(1)
     finally:
-        orch.learner = learner
         orch.shutdown()
-    samples = [sample for group in captured["batch"].groups for sample in group.samples]
+    samples = [sample for group in sent[-1].groups for sample in group.samples]
     assert len(samples) == 6 and record["samples"] == 6
     for response, mask, logprobs in ((s.token_ids, s.mask(), s.logprobs) for s in samples):
         assert len(response) == len(mask) == len(logprobs)
@@ -169,7 +157,7 @@ def test_seeded_generation_of_long_prompt_batches(ray_session, tiny_model_dir):
 def test_one_step_off_policy_run_lags_the_engine_by_one_update(ray_session, tmp_path):
     """trainer.off_policy_steps=1 through Ray + vLLM: the first batch is on-policy, later ones
     one update stale; the engine ends one update behind the learner until it is synced."""
-    from rlscale.config import build_config
+    from rlscale.config_io import build_config
     from rlscale.orchestrator import Orchestrator
     from rlscale.telemetry import load_metrics
 

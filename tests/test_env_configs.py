@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlscale.config import load_config
+from rlscale.config_io import load_config
 from rlscale.envs import make_env
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

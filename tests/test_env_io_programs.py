@@ -56,7 +56,7 @@ def test_bad_arguments_are_refused():
 
 def test_io_programs_train_through_the_real_stack(ray_session, tmp_path):
     """A GRPO step over vLLM + learner: every sample is scored by sandboxed runs per case."""
-    from rlscale.config import build_config
+    from rlscale.config_io import build_config
     from rlscale.orchestrator import Orchestrator
 
     cfg = build_config(
@@ -84,7 +84,7 @@ def test_io_programs_train_through_the_real_stack(ray_session, tmp_path):
 def test_config_fits_the_builtin_models():
     from pathlib import Path
 
-    from rlscale.config import load_config
+    from rlscale.config_io import load_config
     from rlscale.models import CHARS, MAX_POSITIONS
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "code_io.yaml")

@@ -66,7 +66,7 @@ def readme_reverse(tmp_path_factory):
         import json, random
         import rlscale.envs as envs
         from rlscale.envs import env_class, env_names, make_env
-        from rlscale.config import load_config
+        from rlscale.config_io import load_config
 
         env = make_env("reverse", length=6)
         tasks = [env.sample(random.Random(0)) for _ in range(2)] + [env.sample(random.Random(1))]

@@ -6,6 +6,7 @@ import random
 import warnings
 
 from gymnasium.utils.env_checker import check_env
+from helpers import learner_spy
 
 from rlscale.envs import make_env
 from rlscale.envs.base import Task, as_episode
@@ -83,7 +84,7 @@ def test_demonstration_replays_to_a_win():
 
 def test_python_tool_trains_through_the_real_stack(ray_session, tmp_path):
     """A GRPO step over vLLM + learner: tool output is the environment's turn, masked out."""
-    from rlscale.config import build_config
+    from rlscale.config_io import build_config
     from rlscale.orchestrator import Orchestrator
 
     cfg = build_config(
@@ -99,25 +100,12 @@ def test_python_tool_trains_through_the_real_stack(ray_session, tmp_path):
         source="tool",
     )
     orch = Orchestrator(cfg)
-    learner, captured = orch.learner, {}
-
-    class Spy:  # records the batch the learner is sent
-        def __getattr__(self, name):
-            return getattr(learner, name)
-
-        class update:  # noqa: N801
-            @staticmethod
-            def remote(batch):
-                captured["batch"] = batch
-                return learner.update.remote(batch)
-
-    orch.learner = Spy()
     try:
-        record = orch.step(1)
+        with learner_spy(orch) as sent:
+            record = orch.step(1)
     finally:
-        orch.learner = learner
         orch.shutdown()
-    samples = [s for group in captured["batch"].groups for s in group.samples]
+    samples = [s for group in sent[-1].groups for s in group.samples]
     assert record["samples"] == 6 and len(samples) == 6
     for response, mask in ((s.token_ids, s.mask()) for s in samples):
         assert len(response) == len(mask) and mask[0] == 1.0
@@ -130,7 +118,7 @@ def test_python_tool_trains_through_the_real_stack(ray_session, tmp_path):
 def test_config_fits_the_builtin_models():
     from pathlib import Path
 
-    from rlscale.config import load_config
+    from rlscale.config_io import load_config
     from rlscale.models import CHARS, MAX_POSITIONS
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "python_tool.yaml")

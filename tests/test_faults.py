@@ -41,7 +41,7 @@ class FaultyArithmetic(Arithmetic):
 
 @pytest.fixture(scope="module")
 def faulty_run(ray_session, tmp_path_factory):
-    from rlscale.config import build_config
+    from rlscale.config_io import build_config
     from rlscale.orchestrator import Orchestrator
 
     cfg = build_config(

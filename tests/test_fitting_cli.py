@@ -13,9 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from rlscale import evaluation, fitting, sweep
+from rlscale import evaluation, fitting, sweep, sweep_run
 from rlscale.cli import main
 from rlscale.config import ConfigError
+from rlscale.live_refit import live_refit
+from rlscale.metric_names import X_AXES
+from rlscale.run_fits import fit_frame
 from rlscale.scaling import sigmoid
 from rlscale.telemetry import MetricsWriter, load_metrics
 
@@ -135,13 +138,13 @@ def test_fit_x_axes_and_device_hours():
         fitting.x_axis(frame.drop(columns="compute/device_hours"), "hours")
     with pytest.raises(ValueError, match="x must be one of"):
         fitting.x_axis(frame, "parsecs")
-    assert set(fitting.X_AXES) == {"flops", "hours", "steps", "tokens", "samples", "wall"}
+    assert set(X_AXES) == {"flops", "hours", "steps", "tokens", "samples", "wall"}
 
 
 def test_fit_on_steps_axis_and_clean_errors(two_runs, tmp_path, capsys):
     hi, _ = two_runs
     frame = load_metrics(hi)
-    fit = fitting.fit_frame(frame, x="steps", y="reward/mean", bootstrap=0)
+    fit = fit_frame(frame, x="steps", y="reward/mean", bootstrap=0)
     # compute grows ~1e9 per step, so C_mid in steps is C_mid in FLOPs / 1e9
     assert abs(fit.sigmoid.C_mid / (TRUE["C_mid"] / FLOPS_PER_STEP) - 1) < 0.2
     assert main(["fit", str(tmp_path / "nothing")]) == 1
@@ -214,11 +217,11 @@ def test_live_refit_predicts_the_rest_of_the_run():
     half = full.iloc[:200]
     # halfway (2x C_mid), 0.03 noise per step: A's 95% interval is ~0.16 wide, wider than the
     # default protocol's 0.1, so A is reported as a lower bound, not a number
-    default = fitting.live_refit(half, planned_steps=400, bootstrap=30)
+    default = live_refit(half, planned_steps=400, bootstrap=30)
     assert default["fit/ok"] == 1.0 and default["fit/identified"] == 0.0
     assert math.isnan(default["fit/predicted_A"]) and 0.5 < default["fit/A_lower"] < TRUE["A"]
     wide = fitting.FitProtocol(max_interval_width=0.25, n_boot=30)
-    out = fitting.live_refit(half, planned_steps=400, protocol=wide)
+    out = live_refit(half, planned_steps=400, protocol=wide)
     assert out["fit/ok"] == 1.0 and out["fit/identified"] == 1.0
     assert abs(out["fit/predicted_A"] - TRUE["A"]) < 0.1
     assert out["fit/predicted_A_lo"] <= out["fit/predicted_A"] <= out["fit/predicted_A_hi"]
@@ -227,18 +230,18 @@ def test_live_refit_predicts_the_rest_of_the_run():
     assert out["fit/predicted_gain"] > 0.03
     assert abs(out["fit/entropy_ceiling"] - 0.7) < 0.05
     # given the planned total in x units rather than extrapolated from steps: about the same
-    given = fitting.live_refit(half, full["compute/flops"].iloc[-1], bootstrap=0)
+    given = live_refit(half, full["compute/flops"].iloc[-1], bootstrap=0)
     assert given["fit/predicted_final_reward"] == pytest.approx(out["fit/predicted_final_reward"], abs=0.005)
-    assert math.isnan(fitting.live_refit(half, bootstrap=0)["fit/predicted_final_reward"])  # no plan given
+    assert math.isnan(live_refit(half, bootstrap=0)["fit/predicted_final_reward"])  # no plan given
 
     # entropy decaying as exp(-step/100) crosses 10% of its start near step 100 * ln(10) = 230
     decaying = full.iloc[:150].assign(**{"entropy/mean": np.exp(-full["step"].iloc[:150] / 100)})
-    live = fitting.live_refit(decaying, planned_steps=400, bootstrap=0)
+    live = live_refit(decaying, planned_steps=400, bootstrap=0)
     assert 225 <= live["fit/entropy_collapse_step"] <= 240
     # the warning comes while entropy is still above the threshold (e^-1.5 = 0.22 > 0.1)
     assert live["fit/entropy_collapse_warning"] == 1.0 and live["fit/entropy_collapsed"] == 0.0
     fast = full.iloc[:150].assign(**{"entropy/mean": np.exp(-full["step"].iloc[:150] / 20)})
-    late = fitting.live_refit(fast, planned_steps=400, bootstrap=0)
+    late = live_refit(fast, planned_steps=400, bootstrap=0)
     assert late["fit/entropy_collapsed"] == 1.0 and late["fit/entropy_collapse_warning"] == 0.0
 
 
@@ -251,21 +254,21 @@ def test_live_refit_early_stop_on_the_gain_from_doubling():
     true_gain = {
         n: float(np.diff(sigmoid(np.array([1, 2]) * n * 1e9, 0.7, 1.5, 1e11, 0.1))[0]) for n in (200, 400)
     }
-    end = fitting.live_refit(full, planned_steps=400, protocol=wide, early_stop_min_gain=0.1)
+    end = live_refit(full, planned_steps=400, protocol=wide, early_stop_min_gain=0.1)
     assert end["fit/gain_2x_lo"] <= end["fit/gain_2x"] <= end["fit/gain_2x_hi"] < 0.1
     assert abs(end["fit/gain_2x"] - true_gain[400]) < 0.03 and end["fit/early_stop"] == 1.0
-    mid = fitting.live_refit(full.iloc[:200], planned_steps=400, protocol=wide, early_stop_min_gain=0.1)
+    mid = live_refit(full.iloc[:200], planned_steps=400, protocol=wide, early_stop_min_gain=0.1)
     assert abs(mid["fit/gain_2x"] - true_gain[200]) < 0.03 and mid["fit/early_stop"] == 0.0
     # the same threshold without an identified A (default width 0.1 at half the run): no stop
-    loose = fitting.live_refit(full.iloc[:200], planned_steps=400, bootstrap=30, early_stop_min_gain=1.0)
+    loose = live_refit(full.iloc[:200], planned_steps=400, bootstrap=30, early_stop_min_gain=1.0)
     assert loose["fit/identified"] == 0.0 and loose["fit/early_stop"] == 0.0
 
 
 def test_live_refit_never_raises():
-    out = fitting.live_refit(synthetic_frame(n=3), planned_steps=10)
+    out = live_refit(synthetic_frame(n=3), planned_steps=10)
     assert out["fit/ok"] == 0.0 and math.isnan(out["fit/predicted_A"])
-    assert fitting.live_refit(pd.DataFrame(), 1e9)["fit/ok"] == 0.0
-    assert fitting.live_refit(synthetic_frame(n=30).drop(columns="compute/flops"), 1e9)["fit/ok"] == 0.0
+    assert live_refit(pd.DataFrame(), 1e9)["fit/ok"] == 0.0
+    assert live_refit(synthetic_frame(n=30).drop(columns="compute/flops"), 1e9)["fit/ok"] == 0.0
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -339,7 +342,7 @@ def test_sweep_bad_override_fails_before_anything_runs(tmp_path, capsys, monkeyp
     def must_not_run(*a, **k):
         raise AssertionError("a run started")
 
-    monkeypatch.setattr(sweep, "run_points", must_not_run)
+    monkeypatch.setattr(sweep_run, "run_points", must_not_run)
     path = write_spec(tmp_path, grid={"trainer.stepz": [1, 2]})
     assert main(["sweep", path]) == 2
     err = capsys.readouterr().err
@@ -404,15 +407,15 @@ def test_sweep_report_from_finished_runs(tmp_path, capsys):
 
 def test_sweep_point_subprocess_outcomes(tmp_path):
     """The Ray task body: exit status, log file, timeout."""
-    ok = sweep._run_point(
+    ok = sweep_run._run_point(
         [sys.executable, "-c", "print('hello')"], str(tmp_path / "ok.log"), str(tmp_path), {}, None
     )
     assert ok["status"] == "ok" and (tmp_path / "ok.log").read_text().strip() == "hello"
-    bad = sweep._run_point(
+    bad = sweep_run._run_point(
         [sys.executable, "-c", "raise SystemExit(3)"], str(tmp_path / "b.log"), ".", {}, None
     )
     assert bad["status"] == "exit code 3"
-    slow = sweep._run_point(
+    slow = sweep_run._run_point(
         [sys.executable, "-c", "import time; time.sleep(30)"], str(tmp_path / "s.log"), ".", {}, 1
     )
     assert slow["status"].startswith("timed out") and slow["wall_s"] < 10
@@ -422,12 +425,12 @@ def test_sweep_resumes_unfinished_points(tmp_path):
     spec = sweep.load_spec(write_spec(tmp_path, grid={"trainer.seed": [0, 1]}))
     fresh, unfinished = sweep.expand(spec)
     write_run(unfinished.run_dir(spec), synthetic_frame(n=5), finished=False)
-    assert sweep._command(spec, fresh, "addr")[-3:] == [
+    assert sweep_run._command(spec, fresh, "addr")[-3:] == [
         "run",
         str((tmp_path / "out" / "t" / "configs" / "seed=0.yaml").resolve()),
         "ray.address=addr",
     ]
-    assert sweep._command(spec, unfinished, "addr")[-3:] == [
+    assert sweep_run._command(spec, unfinished, "addr")[-3:] == [
         "--resume",
         str(unfinished.run_dir(spec).resolve()),
         "ray.address=addr",
@@ -449,7 +452,7 @@ def test_sweep_runs_points_as_ray_tasks(ray_session, tmp_path, monkeypatch, caps
         )
         return [sys.executable, "-c", f"print({address!r}); {code}"]
 
-    monkeypatch.setattr(sweep, "_command", stand_in)
+    monkeypatch.setattr(sweep_run, "_command", stand_in)
     assert main(["sweep", path]) == 1  # one point failed: reported, not fatal
     out = capsys.readouterr().out
     assert "finished seed=0: ok" in out and "finished seed=1: exit code 1" in out and "FAILED seed=1" in out

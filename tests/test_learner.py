@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rlscale.batch import Batch, Group, Sample
-from rlscale.config import LearnerConfig, build_config
+from rlscale.config import LearnerConfig
+from rlscale.config_io import build_config
 from rlscale.learner import Learner
 
 LEARNER = LearnerConfig(lr=1e-3, warmup_steps=0, grad_clip=1.0)

@@ -8,7 +8,8 @@ import torch
 
 from rlscale import accounting
 from rlscale.batch import Batch, Group, Sample
-from rlscale.config import ConfigError, LearnerConfig, LoraConfig, build_config
+from rlscale.config import ConfigError, LearnerConfig, LoraConfig
+from rlscale.config_io import build_config
 from rlscale.learner import ADAPTER_DIR, Learner
 
 LORA = LearnerConfig(lr=1e-2, lora=LoraConfig(rank=4, alpha=8.0))
@@ -139,7 +140,7 @@ def test_lora_flops_are_4n_plus_6n_lora_per_trained_token():
 def test_lora_run_engines_match_the_learner_after_each_sync(ray_session, tmp_path):
     """LoRA through Ray + vLLM: after every sync the engine's log-probs of a fixed sequence equal
     the learner's (adapters merged into the engine's weights) within 1e-4; the base is untouched."""
-    from rlscale.config import build_config as build
+    from rlscale.config_io import build_config as build
     from rlscale.orchestrator import Orchestrator
     from rlscale.telemetry import load_metrics
 
@@ -205,7 +206,7 @@ def test_a_checkpoint_verifies_the_files_of_its_subfolders(tmp_path):
 def test_a_resumed_lora_run_matches_an_uninterrupted_one(ray_session, tmp_path):
     """The checkpoint's adapters go back on the base model and the engines load the merged model:
     a LoRA run stopped at step 2 and resumed gives the same per-step rewards and gradients."""
-    from rlscale.config import build_config as build
+    from rlscale.config_io import build_config as build
     from rlscale.orchestrator import Orchestrator
     from rlscale.telemetry import load_metrics
 

@@ -134,7 +134,8 @@ def test_smollm2_engine_learner_sync_and_grpo_step(smol_dir, tokenizer, ray_sess
     token (and its log-prob) in the sample; the learner's log-probs of what was sampled equal the
     engine's; one GRPO update changes the weights; after the sync both agree again."""
     from rlscale.batch import Batch, Group
-    from rlscale.config import LearnerConfig, build_config
+    from rlscale.config import LearnerConfig
+    from rlscale.config_io import build_config
     from rlscale.learner import LearnerActor
     from rlscale.rollout import RolloutActor, Sampling
 

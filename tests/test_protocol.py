@@ -1,4 +1,4 @@
-"""The fitting protocol (rlscale.fitting.FitProtocol) on synthetic curves with known answers:
+"""The fitting protocol (rlscale.fitting, rlscale.fit_estimates) on synthetic curves with known answers:
 metric choice, R0 from the base model, an unidentifiable asymptote, block-bootstrap coverage
 under autocorrelated (AR(1)) noise, an early transient left out by the early window, seeds
 (t-intervals), and recipe comparisons that must not tell identical recipes apart."""
@@ -11,7 +11,9 @@ import pytest
 from scipy import stats
 
 from rlscale import fitting
-from rlscale.fitting import FitProtocol, compare_recipes, fit_seeds, fit_sigmoid_protocol
+from rlscale.fit_estimates import compare_recipes, fit_seeds, fit_sigmoid_protocol
+from rlscale.fitting import FitProtocol
+from rlscale.live_refit import live_refit
 from rlscale.scaling import sigmoid
 
 TRUE = {"A": 0.7, "B": 1.5, "C_mid": 1e11, "R0": 0.1}
@@ -215,7 +217,7 @@ def test_live_refit_fits_the_sparse_eval_with_its_base_model_row():
             "eval/mean@8": np.where(steps % 20 == 0, clean + rng.normal(0, 0.01, steps.size), np.nan),
         }
     )
-    out = fitting.live_refit(frame.iloc[:201], planned_steps=400, bootstrap=50)
+    out = live_refit(frame.iloc[:201], planned_steps=400, bootstrap=50)
     assert out["fit/ok"] == 1.0 and out["fit/fits_eval"] == 1.0
     # nine evaluations up to 2x C_mid: A is not pinned down (said so), the near future is
     true_gain = float(np.diff(sigmoid(np.array([2e11, 4e11]), 0.7, 1.5, 1e11, 0.1))[0])  # 0.095

@@ -210,13 +210,20 @@ def test_verify_from_a_worker_thread():
     assert results == [Verdict.right("passed")]
 
 
-def test_verify_many_keeps_order_and_runs_concurrently():
-    items = [("import time\ntime.sleep(1)\nok = True", "assert ok")] * 4
-    items += [("ok = False", "assert ok")]
+def test_checks_on_the_run_path_keep_order_and_run_concurrently():
+    """Sandboxed checks as a run makes them: one-step episodes stepped by collect.step_bounded."""
+    from types import SimpleNamespace
+
+    from rlscale.collect import step_bounded
+    from rlscale.envs.base import SingleTurnEpisode, Task
+
+    env = SimpleNamespace(score=lambda task, response: code.verify(response, task.answer, timeout_s=5))
+    programs = ["import time\ntime.sleep(1)\nok = True"] * 4 + ["ok = False"]
+    steps = [(SingleTurnEpisode(env, Task("", "assert ok")), program) for program in programs]
     start = time.monotonic()
-    verdicts = code.verify_many(items, max_workers=5, timeout_s=5)
+    results = step_bounded(steps, workers=5, timeout_s=5)
     elapsed = time.monotonic() - start
-    assert [verdict.correct for verdict in verdicts] == [True] * 4 + [False]
+    assert [outcome[4]["verdict"].correct for outcome, _ in results] == [True] * 4 + [False]
     assert elapsed < 3.5, elapsed
 
 

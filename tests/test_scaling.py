@@ -11,19 +11,21 @@ import numpy as np
 import pytest
 
 from rlscale.scaling import (
-    backtest,
-    bootstrap_over_runs,
-    entropy_collapse_step,
     entropy_law,
     fit_entropy_law,
     fit_power_law,
     fit_result_to_dict,
     fit_sigmoid,
-    pass_at_k,
     power_law,
+    sigmoid,
+)
+from rlscale.scaling_stats import (
+    backtest,
+    bootstrap_over_runs,
+    entropy_collapse_step,
+    pass_at_k,
     predict_remaining_gain,
     resample_fits,
-    sigmoid,
 )
 
 SIG = {"A": 0.8, "B": 1.5, "C_mid": 1e4, "R0": 0.1}

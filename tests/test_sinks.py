@@ -70,7 +70,8 @@ def test_a_failing_sink_is_reported_once_and_switched_off(tmp_path, monkeypatch)
 
 
 def test_unknown_sink_is_a_config_error():
-    from rlscale.config import ConfigError, build_config
+    from rlscale.config import ConfigError
+    from rlscale.config_io import build_config
 
     with pytest.raises(ConfigError, match="telemetry.sinks.0: Input should be 'tensorboard', 'mlflow' or"):
         build_config({"telemetry": {"sinks": ["neptune"]}}, source="x.yaml")

@@ -73,8 +73,7 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -410,20 +409,6 @@ def verify(
         return _judged(program, tests, timeout_s, memory_mb, sandbox_problem() is None)
     except Exception as error:  # a verifier never raises on model output
         return Verdict.wrong(f"sandbox error: {error!r}")
-
-
-def verify_many(
-    items: Iterable[tuple[str, str]],
-    *,
-    max_workers: int | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    memory_mb: int = DEFAULT_MEMORY_MB,
-) -> list[Verdict]:
-    """verify() for each (program, tests), at most max_workers at once (rlscale bench verify)."""
-    items = list(items)
-    workers = max(1, min(max_workers or os.cpu_count() or 1, len(items) or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda item: verify(*item, timeout_s=timeout_s, memory_mb=memory_mb), items))
 
 
 def verify_io(

@@ -22,7 +22,7 @@ _TRL_SCALE_REWARDS = {"grpo": "group", "dr_grpo": "none"}
 
 def _e2e_config(args, output_dir: str):
     """The run config both sides follow: `--config` (demo by default) plus the bench's overrides."""
-    from rlscale.config import load_config
+    from rlscale.config_io import load_config
 
     overrides = [f"model={args.model}", f"trainer.steps={_opt(args, 'steps', 200)}"]
     options = {"prompts_per_step": "prompts", "group_size": "group_size", "max_tokens": "max_tokens"}

@@ -63,7 +63,7 @@ def bench_learner(args) -> dict:
     from transformers import AutoTokenizer
 
     from rlscale import accounting
-    from rlscale.config import load_config
+    from rlscale.config_io import load_config
     from rlscale.learner import Learner
 
     cfg = load_config(_opt(args, "config", DEMO_CONFIG), [f"model={args.model}", *(args.set or [])])

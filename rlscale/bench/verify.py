@@ -1,4 +1,7 @@
-"""Verifier throughput: math verifications/s by kind, sandboxed code programs/s."""
+"""Verifier throughput: math verifications/s by kind, sandboxed code programs/s.
+
+Code is checked the way a run checks it: HumanEval episodes stepped by `collect.step_bounded`
+(each check with its own time limit, `verify.timeout_s`, at most RLSCALE_THREADS at once)."""
 
 from __future__ import annotations
 
@@ -15,8 +18,11 @@ _MATH_CASES = {
 
 def bench_verify(args) -> dict:
     """Verifications per second on this machine: math (by kind) and sandboxed code."""
-    from rlscale.envs.humaneval import problems
-    from rlscale.verifiers import code, math
+    from rlscale.collect import step_bounded
+    from rlscale.config import VerifyConfig
+    from rlscale.envs.base import Task, as_episode
+    from rlscale.envs.humaneval import HumanEval, problems
+    from rlscale.verifiers import math
 
     result = {"machine": _machine()}
     seconds = max(0.5, float(_opt(args, "seconds", 3.0)))
@@ -29,20 +35,24 @@ def bench_verify(args) -> dict:
             assert verdict.correct == expected, (response, gold, verdict)
             done += 1
         result[f"math_{kind}_per_s"] = done / (time.perf_counter() - start)
-    items = [
-        (p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})")
-        for p in list(problems().values())[: int(_opt(args, "programs", 32))]
+    env = HumanEval()
+    tasks = [
+        Task(problems()[i]["prompt"], problems()[i]["canonical_solution"], {"task_id": i})
+        for i in env.task_ids[: int(_opt(args, "programs", 32))]
     ]
+    steps = [(as_episode(env, task), task.answer) for task in tasks]  # the canonical solutions
     start = time.perf_counter()
-    verdicts = code.verify_many(items, max_workers=_threads())
-    result["code_per_s"] = len(items) / (time.perf_counter() - start)
-    result["code_passed"] = sum(v.correct for v in verdicts)
-    result["code_programs"] = len(items)
+    results = step_bounded(steps, workers=_threads(), timeout_s=VerifyConfig().timeout_s)
+    result["code_per_s"] = len(steps) / (time.perf_counter() - start)
+    result["code_passed"] = sum(
+        not isinstance(outcome, BaseException) and outcome[4]["verdict"].correct for outcome, _ in results
+    )
+    result["code_programs"] = len(steps)
     print(f"verify bench  ({result['machine']})")
     for kind in _MATH_CASES:
         print(f"  math, {kind:<9} {result[f'math_{kind}_per_s']:>10.0f} verifications/s")
     print(
         f"  code (sandbox) {result['code_per_s']:>9.1f} programs/s  "
-        f"({result['code_passed']}/{len(items)} HumanEval canonical solutions passed)"
+        f"({result['code_passed']}/{len(steps)} HumanEval canonical solutions passed)"
     )
     return result
