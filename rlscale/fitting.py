@@ -139,6 +139,22 @@ def x_axis(frame: pd.DataFrame, x: str, *, devices: float | None = None) -> tupl
     return (values / 3600 * devices if x == "hours" and devices else values), label
 
 
+def evaluated_x(frame: pd.DataFrame, xs: pd.Series, x: str) -> pd.Series:
+    """The x of the weights each evaluation saw. An evaluation logged on step s's row ran
+    before that step's update (its `eval/train_flops` is below the row's `compute/flops`), so
+    its x is the previous row's: the base model sits at zero compute, not at step 1's. For
+    x=flops it is `eval/train_flops` itself. Rows without that column keep their own x."""
+    if M.EVAL_TRAIN_FLOPS not in frame or M.FLOPS not in frame:
+        return xs
+    trained = frame[M.EVAL_TRAIN_FLOPS].astype(float)
+    if x == "flops":
+        return xs.where(trained.isna(), trained)
+    order = frame["step"].astype(float).sort_values().index
+    previous = xs.loc[order].shift(1).fillna(0.0).reindex(xs.index)
+    before_update = trained < frame[M.FLOPS].astype(float)
+    return xs.where(~before_update, previous)
+
+
 def bin_steps(raw: pd.DataFrame, bins: int) -> pd.DataFrame:
     """Means over at most `bins` non-overlapping runs of consecutive steps (0: no binning)."""
     raw = raw.sort_values("step").reset_index(drop=True)
@@ -156,6 +172,8 @@ def run_curve(frame: pd.DataFrame, protocol: FitProtocol, *, devices=None):
         raise ValueError("run has no 'step' column")
     metric, note = select_metric(frame, protocol)
     xs, _ = x_axis(frame, protocol.x, devices=devices)
+    if metric.startswith("eval/"):
+        xs = evaluated_x(frame, xs, protocol.x)
     raw = pd.DataFrame(
         {
             "step": frame["step"].astype(float),

@@ -75,6 +75,45 @@ def test_sparse_eval_rows_and_the_base_model_set_R0():
     assert est.early_cut == pytest.approx(0.1 * 4e11)
 
 
+def test_evaluations_sit_at_the_compute_of_the_weights_they_saw():
+    """As the orchestrator logs them: the evaluation before step s's update is on step s's row
+    (whose compute/flops is after the update), with eval/train_flops = the compute before it;
+    the final evaluation is on the last row, after its update."""
+    steps = np.arange(1, 201)
+    flops = steps * 1e9  # after each step's update
+    evals = (steps - 1) % 50 == 0
+    final = steps == 200
+    frame = pd.DataFrame(
+        {
+            "step": steps,
+            "compute/flops": flops,
+            "time/wall_s": steps * 2.0,
+            "eval/mean@8": np.where(evals | final, 0.3, np.nan),
+            "eval/train_flops": np.where(evals, (steps - 1) * 1e9, np.where(final, 200e9, np.nan)),
+        }
+    )
+    p = FitProtocol(min_points=3)
+    flops_x = fitting.run_curve(frame, p)[0]["x"].tolist()
+    assert flops_x == [0.0, 50e9, 100e9, 150e9, 200e9]  # the base model at zero, not at 1e9
+    assert fitting.run_curve(frame, FitProtocol(min_points=3, x="steps"))[0]["x"].tolist() == [
+        0.0,
+        50.0,
+        100.0,
+        150.0,
+        200.0,
+    ]
+    assert fitting.run_curve(frame, FitProtocol(min_points=3, x="wall"))[0]["x"].tolist() == [
+        0.0,
+        100.0,
+        200.0,
+        300.0,
+        400.0,
+    ]
+    # the training reward keeps each row's own x
+    frame["reward/mean"] = 0.5
+    assert fitting.run_curve(frame, FitProtocol(metric="reward/mean", bins=0))[0]["x"].iloc[0] == 1e9
+
+
 # ----------------------------------------------------------------------------- identifiability
 
 
