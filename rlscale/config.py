@@ -333,7 +333,8 @@ class RunConfig(_Strict):
     name: str = Field("run", description="run name: the run directory is <output_dir>/<name>")
     output_dir: str = Field("runs", description="folder of run directories")
     model: str = Field(
-        "builtin:tiny", description="builtin:tiny|small|medium, or a local Hugging Face model directory"
+        "builtin:tiny",
+        description="builtin:tiny|mini|small|mid|medium, or a local Hugging Face model directory",
     )
     env: EnvConfig = Field(
         default_factory=EnvConfig, description="the environment (task source and verifier)"

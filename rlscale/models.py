@@ -35,11 +35,32 @@ class ModelSize:
     intermediate: int
 
 
+# In size order. tiny, mini, small and mid train on CPU and span 34x in parameters (the
+# scaling ladder, experiments/ladder.yaml); "mid" sits between small and medium.
 BUILTIN_SIZES = {
-    "tiny": ModelSize(hidden=64, layers=4, heads=2, intermediate=256),  # ~0.27M params
+    "tiny": ModelSize(hidden=64, layers=4, heads=2, intermediate=256),  # ~0.28M params
+    "mini": ModelSize(hidden=128, layers=4, heads=2, intermediate=512),  # ~1.1M
     "small": ModelSize(hidden=192, layers=6, heads=3, intermediate=768),  # ~3.6M
+    "mid": ModelSize(hidden=256, layers=9, heads=4, intermediate=1024),  # ~9.5M
     "medium": ModelSize(hidden=512, layers=8, heads=8, intermediate=2048),  # ~34M
 }
+
+
+def param_count(size: ModelSize, vocab_size: int | None = None) -> int:
+    """Parameters of `build_model(size, vocab_size)` without building it: per layer the
+    attention (q, k, v with biases, o without), the SwiGLU MLP and two RMSNorms; untied input
+    and output embeddings; the final norm. Default vocabulary: the character tokenizer's."""
+    vocab = len(CHARS) + 3 if vocab_size is None else vocab_size  # PAD, EOS, UNK + one per char
+    h, i = size.hidden, size.intermediate
+    kv = h // size.heads * size.heads  # num_key_value_heads == heads
+    layer = (h * h + h) + 2 * (h * kv + kv) + h * h + 3 * h * i + 2 * h
+    return size.layers * layer + 2 * vocab * h + h
+
+
+def builtin_params(model: str) -> int | None:
+    """Parameter count of a `builtin:<size>` model string; None for anything else."""
+    name = model.removeprefix("builtin:") if isinstance(model, str) and model.startswith("builtin:") else None
+    return param_count(BUILTIN_SIZES[name]) if name in BUILTIN_SIZES else None
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:

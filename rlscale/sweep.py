@@ -15,6 +15,20 @@ combined report. A spec (experiments/*.yaml):
     parallel: 2                     # runs at once
     num_cpus: 1                     # Ray CPUs held by each run's driver process
     x: flops                        # x axis of the report (rlscale.metric_names.X_AXES)
+    tune:                           # optional: a short sweep that runs first and picks values
+      grid: {learner.lr: [1.0e-4, 3.0e-4, 1.0e-3]}   # the candidates (not in grid/zip/fixed)
+      per: [model]                  # pick separately for each value of these grid keys
+      fixed: {trainer.steps: 200}   # on every tuning run, over the sweep's `fixed`
+      seeds: 1                      # seeds per candidate (seed_key = 0..seeds-1)
+      rule: final                   # final: highest mean of `metric` over the last 10% of steps;
+      metric: reward/mean           #   mean: highest mean over the whole run
+      tolerance: 0.0                # scores within this of the best tie; ties -> smallest value
+
+The tuning stage (`rlscale.sweep_tune`) runs as a sweep of its own under
+`<output_dir>/tune/<point>`, picks one candidate per `per` group by the stated rule (a
+candidate with a failed or unfinished seed never wins), writes `<output_dir>/tune.json`, then
+the main grid runs with each point's chosen values added to its overrides. A group where every
+candidate failed stops the sweep before the main stage.
 
 Points are named from the values that vary (`model=builtin-tiny,seed=0`; a `<section>.name` key
 by its section: `algo=dapo`); a point's run is
@@ -43,7 +57,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -62,6 +76,31 @@ from rlscale.metric_names import X_AXES
 # ----------------------------------------------------------------------------- spec
 
 
+class TuneSpec(BaseModel):
+    """The tuning stage: candidates, the groups they are chosen for, the rule (module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grid: dict[str, list[Any]]
+    per: list[str] = Field(default_factory=list)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    seeds: int = Field(1, ge=1)
+    rule: Literal["final", "mean"] = "final"
+    metric: str = "reward/mean"
+    tolerance: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> TuneSpec:
+        if not self.grid:
+            raise ValueError("grid: no candidates to tune")
+        for key, values in self.grid.items():
+            if not values:
+                raise ValueError(f"grid.{key}: empty list of values")
+            if key in self.fixed:
+                raise ValueError(f"grid.{key}: also set in tune.fixed")
+        return self
+
+
 class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -78,6 +117,7 @@ class SweepSpec(BaseModel):
     seed_key: str = "trainer.seed"
     x: str = "flops"
     bootstrap: int = Field(200, ge=0)
+    tune: TuneSpec | None = None
     _path: Path | None = PrivateAttr(None)  # the spec file, set by load_spec
 
     @property
@@ -110,6 +150,19 @@ class SweepSpec(BaseModel):
                 if key in seen:
                     raise ValueError(f"{where}.{key}: also set in {seen[key]}")
                 seen[key] = where
+        if self.tune is not None:
+            for key in self.tune.grid:
+                if key in seen:
+                    raise ValueError(f"tune.grid.{key}: also set in {seen[key]} (the tune stage picks it)")
+                if key in ("name", "output_dir", self.seed_key):
+                    raise ValueError(f"tune.grid.{key}: cannot be tuned")
+            for key in self.tune.per:
+                if key not in self.grid:
+                    raise ValueError(
+                        f"tune.per: {key!r} is not a key of grid ({', '.join(self.grid) or 'empty'})"
+                    )
+                if key == self.seed_key:
+                    raise ValueError(f"tune.per: {key!r} is the seed key; the pick is made over seeds")
         return self
 
 
@@ -238,19 +291,49 @@ def print_points(spec: SweepSpec, points: list[Point], console=None) -> None:
 
 
 def main(spec_path, *, dry_run=False, report_only=False, parallel=None) -> int:
-    """`rlscale sweep`: validate every point, run them (or not), write the report.
-    Returns 0 when every point finished, 1 when some failed (the report is written anyway)."""
+    """`rlscale sweep`: validate every point, run the tune stage (when the spec has one) and
+    then the points (or not), write the report. Returns 0 when every point finished, 1 when
+    some failed (the report is written anyway) or the tune stage made no pick for a group."""
+    from rlscale import sweep_tune
     from rlscale.sweep_report import build_report
     from rlscale.sweep_run import run_points
 
     spec = load_spec(spec_path)
     points = expand(spec)
+    choices = None
+    if spec.tune is not None:
+        tune = sweep_tune.tune_spec(spec)
+        tune_points = expand(tune)
+        validate(tune, tune_points)
+        choices = sweep_tune.read_choices(spec)
+        if dry_run:
+            print_points(tune, tune_points)
+            print(f"tune rule: {sweep_tune.rule_text(spec.tune)}")
+            for line in sweep_tune.choices_text(choices or []):
+                print(f"tune.json: {line}")
+            if choices is None:
+                keys = ", ".join(spec.tune.grid)
+                print(f"main points below: {keys} chosen per {spec.tune.per or 'sweep'} by the tune stage")
+        if dry_run or report_only:
+            try:
+                points = sweep_tune.apply_choices(spec, points, choices)
+            except ConfigError as err:  # a group with no pick: validate with the first candidate
+                print(err)
+                points = sweep_tune.apply_choices(spec, points, None)
     configs = validate(spec, points)
     if dry_run:
         print_points(spec, points)
         return 0
+    if spec.tune is not None and not report_only:
+        choices, _ = sweep_tune.run_stage(spec, parallel=parallel)
+        try:
+            points = sweep_tune.apply_choices(spec, points, choices)
+        except ConfigError as err:
+            print(f"not running the main stage: {err}")
+            return 1
+        configs = validate(spec, points)
     results = {} if report_only else run_points(spec, points, configs, parallel=parallel)
-    paths = build_report(spec, points, results)
+    paths = build_report(spec, points, results, tune_choices=choices)
     failed = {n: r["status"] for n, r in results.items() if not r["status"].startswith("ok")}
     for name, status in failed.items():
         print(f"FAILED {name}: {status} (log: {Path(spec.output_dir) / 'logs' / name}.log)")

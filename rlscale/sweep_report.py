@@ -62,10 +62,37 @@ def _group_row(spec: SweepSpec, name: str, members: list[Point], fits: list[RunF
     }
 
 
-def build_report(spec: SweepSpec, points: list[Point], results: dict | None = None) -> dict[str, Path]:
+def ladders(spec: SweepSpec, groups: dict[str, list[Point]], group_fits: dict) -> list[tuple[str, list]]:
+    """The size ladders in a sweep whose grid varies `model` over built-in sizes: per setting
+    of the other varied keys, [(label, [SizeCurve])] of the groups that were fitted."""
+    from rlscale.models import builtin_params
+    from rlscale.size_ladder import SizeCurve
+
+    models = spec.grid.get("model", [])
+    if len({m for m in models if builtin_params(m) is not None}) < 2:
+        return []
+    out: dict[str, list] = {}
+    for name, members in groups.items():
+        values = members[0].values
+        n = builtin_params(values.get("model"))
+        if n is None or name not in group_fits:
+            continue
+        rest = ",".join(f"{k}={v}" for k, v in values.items() if k not in ("model", spec.seed_key))
+        est = group_fits[name]
+        curve = SizeCurve(str(values["model"]), n, est.fit, est.curves, est.early_cut, est.identified)
+        out.setdefault(rest or "all", []).append(curve)
+    return list(out.items())
+
+
+def build_report(
+    spec: SweepSpec, points: list[Point], results: dict | None = None, *, tune_choices=None
+) -> dict[str, Path]:
     """report.png, report.csv, report.md and fits.json in the sweep's output_dir, from the
-    points that finished (run dir with summary.json)."""
+    points that finished (run dir with summary.json); with a tune stage its picks; with a
+    model-size ladder the cross-size prediction (`rlscale.size_ladder`, report_ladder*.png)."""
     from rlscale.plots import plot_groups
+    from rlscale.size_ladder import plot_ladder, predict_largest
+    from rlscale.sweep_tune import tuned_values
     from rlscale.telemetry import load_metrics
 
     out = Path(spec.output_dir)
@@ -98,6 +125,10 @@ def build_report(spec: SweepSpec, points: list[Point], results: dict | None = No
         if run_fits[name]:
             group_fits[name] = _group_fit(run_fits[name], protocol)
             rows.append(_group_row(spec, name, members, run_fits[name], frames, group_fits[name]))
+    tuned = tuned_values(spec, tune_choices)
+    for row in rows:
+        for key, value in tuned.get(row["group"], {}).items():
+            row[f"{key} (tuned)"] = value
     table = pd.DataFrame(rows)
     comparisons = compare_fits(list(group_fits.items()))
 
@@ -125,9 +156,78 @@ def build_report(spec: SweepSpec, points: list[Point], results: dict | None = No
         "comparisons": [c.to_dict() for c in comparisons],
         "missing": missing,
     }
+    predictions = []
+    for i, (setting, sizes) in enumerate(ladders(spec, groups, group_fits)):
+        pred = predict_largest(sizes)
+        png = out / ("report_ladder.png" if i == 0 else f"report_ladder_{i}.png")
+        try:
+            plot_ladder(sizes, pred, png, x_label=X_AXES[spec.x][1])
+        except Exception as err:  # the figure must not cost the report
+            pred.notes.append(f"figure not drawn: {type(err).__name__}: {err}")
+        predictions.append((setting, pred, png))
+    if predictions:
+        fits_json["ladder"] = [
+            {"setting": st, "figure": png.name, **pr.to_dict()} for st, pr, png in predictions
+        ]
+    if tune_choices is not None:
+        fits_json["tune"] = tune_choices
     paths["fits"].write_text(json.dumps(json_safe(fits_json), indent=2))
-    paths["md"].write_text(_markdown(spec, table, comparisons, missing))
+    md = _markdown(spec, table, comparisons, missing)
+    md += _tune_markdown(spec, tune_choices) + _ladder_markdown(predictions)
+    paths["md"].write_text(md)
     return paths
+
+
+def _tune_markdown(spec: SweepSpec, choices) -> str:
+    if spec.tune is None:
+        return ""
+    from rlscale.sweep_tune import choices_text, rule_text
+
+    lines = ["## Tune stage", "", f"Rule: {rule_text(spec.tune)}. Runs under `{spec.output_dir}/tune/`.", ""]
+    if choices is None:
+        lines += ["_no tune.json: the tune stage has not run_", ""]
+    else:
+        lines += [f"- {line}" for line in choices_text(choices)] + [""]
+    return "\n".join(lines)
+
+
+def _ladder_markdown(predictions) -> str:
+    if not predictions:
+        return ""
+    from rlscale.size_ladder import MIN_SIZES
+
+    lines = [
+        "## Cross-size prediction",
+        "",
+        f"The sigmoid per model size (seeds pooled); A and B fitted linear in ln N and C_mid a "
+        f"power law in N over the smaller sizes (at least {MIN_SIZES}); the largest size's curve "
+        "predicted from those laws (its R0 its own start) and scored against its observed points "
+        "past the early cut. Baseline: the next-smaller size's own curve.",
+        "",
+    ]
+    for setting, pred, png in predictions:
+        if setting != "all":
+            lines += [f"### {setting}", ""]
+        lines += [f"![ladder]({png.name})", ""]
+        sizes = ", ".join(f"{s} ({n / 1e6:.3g}M)" for s, n in pred.sizes)
+        lines += [f"Sizes: {sizes}.", ""]
+        if not pred.ok:
+            lines += [f"**No prediction**: {pred.message}", ""]
+        else:
+            lines += [
+                f"Laws: {pred.law_text()}.",
+                "",
+                "| | mean abs. error | final predicted | final observed | final error |",
+                "|---|---|---|---|---|",
+                f"| {pred.target} predicted from {', '.join(pred.used)} | {pred.mae:.4f} | "
+                f"{pred.final_predicted:.4f} | {pred.final_observed:.4f} | {pred.final_error:+.4f} |",
+                f"| baseline: {pred.baseline}'s own curve | {pred.baseline_mae:.4f} | | | "
+                f"{pred.baseline_final_error:+.4f} |",
+                f"| {pred.target}'s own fit (in sample) | {pred.own_fit_mae:.4f} | | | |",
+                "",
+            ]
+        lines += [f"- {n}" for n in pred.notes] + ([""] if pred.notes else [])
+    return "\n".join(lines)
 
 
 def _markdown(spec, table: pd.DataFrame, comparisons: list[Comparison], missing) -> str:

@@ -6,7 +6,14 @@ import json
 import math
 
 from rlscale.envs import make_env
-from rlscale.models import BUILTIN_SIZES, build_model, build_tokenizer, resolve_builtin
+from rlscale.models import (
+    BUILTIN_SIZES,
+    build_model,
+    build_tokenizer,
+    builtin_params,
+    param_count,
+    resolve_builtin,
+)
 
 
 def test_character_tokenizer_round_trips_every_char():
@@ -42,9 +49,16 @@ def test_sizes_span_two_orders_of_magnitude():
         if name != "medium"
     }
     assert 0.2e6 < counts["tiny"] < 0.4e6
+    assert 0.8e6 < counts["mini"] < 1.5e6
     assert 2.5e6 < counts["small"] < 5e6
-    size = BUILTIN_SIZES["medium"]
-    assert size.hidden // size.heads in (32, 64, 128)
+    assert 8e6 < counts["mid"] < 12e6
+    assert counts["mid"] / counts["tiny"] >= 30  # the CPU ladder spans >= 30x
+    for name, n in counts.items():  # the count the ladder's report uses, without building
+        assert param_count(BUILTIN_SIZES[name]) == n == builtin_params(f"builtin:{name}")
+    assert builtin_params("builtin:nope") is None and builtin_params("/some/hf/dir") is None
+    assert list(BUILTIN_SIZES) == sorted(BUILTIN_SIZES, key=lambda k: param_count(BUILTIN_SIZES[k]))
+    for size in BUILTIN_SIZES.values():
+        assert size.hidden // size.heads in (32, 64, 128) and size.hidden % size.heads == 0
 
 
 def test_builtin_is_warm_started_and_cached(monkeypatch, tmp_path):
