@@ -149,22 +149,28 @@ def _fit_options(args) -> dict:
 
 
 def _cmd_plot(args) -> int:
+    """Progress on stderr (a line before each run's fit, the slow part); each PNG's path on
+    stdout as it is written."""
     from rlscale.plots import plot_run_dirs
 
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "plots"
-    runs = f"{len(args.run_dirs)} runs" if len(args.run_dirs) > 1 else args.run_dirs[0]
-    print(
-        f"fitting {runs} ({args.bootstrap} bootstrap resamples), then plotting into {out} ...",
-        file=sys.stderr,
-        flush=True,
-    )
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     try:
-        paths = plot_run_dirs(args.run_dirs, out, x=args.x, y=args.y, **_fit_options(args))
+        plot_run_dirs(
+            args.run_dirs,
+            out,
+            x=args.x,
+            y=args.y,
+            log=progress,
+            on_written=lambda path: print(path, flush=True),
+            **_fit_options(args),
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"rlscale plot: {err}", file=sys.stderr)
         return 1
-    for path in paths:
-        print(path)
     return 0
 
 
