@@ -77,7 +77,10 @@ def _cmd_run(args) -> int:
             f"{cfg.run_dir} already holds a run; continue it with `rlscale run --resume "
             f"{cfg.run_dir}` or choose another `name=...`/`output_dir=...`"
         )
-    from rlscale.orchestrator import run  # Ray, torch and vLLM: only once the config is valid
+    from rlscale.phases import StartupPhases
+
+    with StartupPhases().phase("importing torch, Ray and transformers"):
+        from rlscale.orchestrator import run  # Ray, torch and vLLM: only once the config is valid
 
     summary = run(cfg, resume=bool(args.resume))
     print(f"\nrun directory: {summary['run_dir']}")

@@ -222,9 +222,11 @@ def test_readme_runs_for_real_with_few_steps(workdir):
     shutil.rmtree(workdir / "runs" / "demo")
     demo = rlscale(["run", "configs/demo.yaml", *FEW_STEPS], workdir, timeout=600)
     assert demo.returncode == 0, demo.stderr
-    # start-up: a line per phase with its duration, then the total, all before the step bar
+    # start-up: a line per phase with its duration, then the total (the step bar starts after it)
     lines = demo.stdout.splitlines()
-    for phase in ("environment arithmetic", "model builtin:tiny (build or load)", "Ray", "learner"):
+    phases = ("importing torch, Ray and transformers", "environment arithmetic")
+    phases += ("model builtin:tiny (build or load)", "Ray", "learner", "fitting the curves and plotting")
+    for phase in phases:
         assert any(re.fullmatch(rf"{re.escape(phase)}: \d+\.\d s", line) for line in lines), phase
     assert any(re.fullmatch(r"1 rollout engine \(vLLM\): \d+\.\d s", line) for line in lines)
     (total,) = [line for line in lines if line.startswith("start-up: ")]
