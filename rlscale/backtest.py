@@ -308,7 +308,7 @@ def plot_backtest(runs: list[RunData], estimates: dict, rows: list[Row], path, p
     from rlscale.plots import _color, _grid, _legend, _save, plt
 
     n = len(runs)
-    fig, axes = plt.subplots(1, n, figsize=(6 * n, 4.5), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(9 * n, 4.5), dpi=120, squeeze=False)
     for ax, run in zip(axes[0], runs):
         ax.plot(run.raw["x"], run.raw["y"], ".", color="gray", alpha=0.3, markersize=3, label=run.metric)
         ax.plot(run.points["x"], run.points["y"], "o", color="gray", markersize=2.5)
