@@ -216,6 +216,7 @@ def test_readme_benchmark_runs_short(command, workdir):
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(1800)  # five real runs, each starting Ray and vLLM: 15 min on a busy 2-core machine
 def test_readme_runs_for_real_with_few_steps(workdir):
     """`make demo` (as `rlscale run configs/demo.yaml`), then every README `rlscale run` command
     for real with FEW_STEPS appended, the resumes continuing that demo run by a step."""
