@@ -298,10 +298,10 @@ def print_table(rows: list[Row], console=None) -> None:
 def plot_backtest(runs: list[RunData], estimates: dict, rows: list[Row], path, protocol: FitProtocol) -> Path:
     """One panel per run: the metric, each prefix's sigmoid carried to the end with its band,
     the observed final (black bar over the last 10% of compute), persistence (crosses)."""
-    from rlscale.plots import _color, _save, plt
+    from rlscale.plots import _color, _grid, _legend, _save, plt
 
     n = len(runs)
-    fig, axes = plt.subplots(1, n, figsize=(6 * n, 4.5), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(9 * n, 4.5), dpi=120, squeeze=False)
     for ax, run in zip(axes[0], runs):
         ax.plot(run.raw["x"], run.raw["y"], ".", color="gray", alpha=0.3, markersize=3, label=run.metric)
         ax.plot(run.points["x"], run.points["y"], "o", color="gray", markersize=2.5)
@@ -328,8 +328,8 @@ def plot_backtest(runs: list[RunData], estimates: dict, rows: list[Row], path, p
         ax.set_xlabel(run.x_label)
         ax.set_ylabel(run.metric)
         ax.set_title(f"{run.name}: predictions vs truth (x: persistence)", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="lower right")
+        _grid(ax)
+        _legend(ax)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return _save(fig, path)

@@ -78,7 +78,10 @@ def _cmd_run(args) -> int:
             f"{cfg.run_dir} already holds a run; continue it with `rlscale run --resume "
             f"{cfg.run_dir}` or choose another `name=...`/`output_dir=...`"
         )
-    from rlscale.orchestrator import run  # Ray, torch and vLLM: only once the config is valid
+    from rlscale.phases import StartupPhases
+
+    with StartupPhases().phase("importing torch, Ray and transformers"):
+        from rlscale.orchestrator import run  # Ray, torch and vLLM: only once the config is valid
 
     summary = run(cfg, resume=bool(args.resume))
     print(f"\nrun directory: {summary['run_dir']}")
@@ -151,22 +154,28 @@ def _fit_options(args) -> dict:
 
 
 def _cmd_plot(args) -> int:
+    """Progress on stderr (a line before each run's fit, the slow part); each PNG's path on
+    stdout as it is written."""
     from rlscale.plots import plot_run_dirs
 
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "plots"
-    runs = f"{len(args.run_dirs)} runs" if len(args.run_dirs) > 1 else args.run_dirs[0]
-    print(
-        f"fitting {runs} ({args.bootstrap} bootstrap resamples), then plotting into {out} ...",
-        file=sys.stderr,
-        flush=True,
-    )
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     try:
-        paths = plot_run_dirs(args.run_dirs, out, x=args.x, y=args.y, **_fit_options(args))
+        plot_run_dirs(
+            args.run_dirs,
+            out,
+            x=args.x,
+            y=args.y,
+            log=progress,
+            on_written=lambda path: print(path, flush=True),
+            **_fit_options(args),
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"rlscale plot: {err}", file=sys.stderr)
         return 1
-    for path in paths:
-        print(path)
     return 0
 
 

@@ -36,6 +36,7 @@ from rlscale.errors import RunInterrupted, RunStopped
 from rlscale.evaluation import Evaluator
 from rlscale.learner import LearnerActor
 from rlscale.models import resolve_model
+from rlscale.phases import StartupPhases
 from rlscale.prompts import PromptRenderer
 from rlscale.rollout import EnginePool, RolloutActor
 from rlscale.telemetry import MetricsWriter, Sinks, load_metrics, step_record
@@ -107,19 +108,25 @@ class Lookahead:
 class Orchestrator:
     def __init__(self, cfg: RunConfig, *, resume: bool = False):
         self.cfg, self.run_dir = cfg, cfg.run_dir
-        self.env = make_env(cfg.env.name, **cfg.env.kwargs)
+        phases = StartupPhases(log=tqdm.write)  # a line per phase, with its duration, before the bar
+        with phases.phase(f"environment {cfg.env.name}"):
+            self.env = make_env(cfg.env.name, **cfg.env.kwargs)
         if self.env.uses_sandbox:  # fail closed before any work: model-written code needs the sandbox
             try:
                 code_verifier.require_sandbox(cfg.verify.allow_unsandboxed)
             except RuntimeError as err:
                 raise RunStopped(str(err)) from None
         self.totals, start_from = run_dir.prepare(cfg, resume=resume, log=tqdm.write)
-        self.model_dir = resolve_model(cfg, self.env, log=tqdm.write)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.renderer = PromptRenderer(cfg.prompt, self.tokenizer, self.model_dir)
+        with phases.phase(f"model {cfg.model} (build or load)"):
+            self.model_dir = resolve_model(cfg, self.env, log=tqdm.write)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+            self.renderer = PromptRenderer(cfg.prompt, self.tokenizer, self.model_dir)
         self._show_prompt()
-        cluster.start(cfg)
+        with phases.phase("Ray", announce=False):  # cluster.start says what it starts or joins
+            cluster.start(cfg)
         policy_dir = str(start_from or self.model_dir)  # where the current weights live on disk
+        # the learner and the engines start at once; each is timed until it is ready
+        phases.begin("learner")
         self.learner = LearnerActor.options(**cluster.actor_options(cfg, cfg.ray.learner_cpus)).remote(
             policy_dir,
             algo=cfg.algo,
@@ -131,6 +138,8 @@ class Orchestrator:
         )
         turns = cfg.rollout.max_turns if isinstance(self.env, MultiTurnEnvironment) else 1
         max_model_len = self._max_prompt_len() + turns * (cfg.rollout.max_tokens + 64) + 8
+        engines = f"{cfg.rollout.workers} rollout engine{'s' * (cfg.rollout.workers > 1)} (vLLM)"
+        phases.begin(engines)
         self.engines = EnginePool(
             lambda index: RolloutActor.options(**cluster.actor_options(cfg, cfg.ray.worker_cpus)).remote(
                 policy_dir,
@@ -145,6 +154,10 @@ class Orchestrator:
         )
         self.n_params = ray.get(self.learner.num_parameters.remote())
         self.n_lora = ray.get(self.learner.lora_parameters.remote())
+        phases.end("learner")
+        self.engines.wait_ready()  # not in step 1's time, nor in the bar's ETA
+        phases.end(engines)
+        phases.done(f"training to step {cfg.trainer.steps}")
         self.collector = Collector(self.env, self.renderer, self.tokenizer, self.engines.generate, cfg=cfg)
         self.evaluator = Evaluator(self.env, cfg) if cfg.eval.every else None
         if self.evaluator is not None:

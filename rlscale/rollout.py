@@ -144,6 +144,10 @@ class RolloutEngine:
             for out in outputs
         ]
 
+    def ready(self) -> bool:
+        """Answers once the engine has started (Ray runs no call before __init__ has returned)."""
+        return True
+
     def load_weights(self, weights: FlatWeights) -> float:
         """Weights in place (vLLM re-packs them for its kernels); returns the seconds it took."""
         start = time.perf_counter()
@@ -213,6 +217,21 @@ class EnginePool:
                         raise RunStopped(f"rollout engine {i} died {attempt + 1} times in a row") from err
                     self._restart(i, err)
         return [group for part in parts for group in part]
+
+    def wait_ready(self) -> None:
+        """Until every engine has started (its model loaded and compiled); one that dies while
+        starting is restarted, as in `generate`."""
+        from rlscale.errors import RunStopped
+
+        for i in range(len(self.engines)):
+            for attempt in range(self.max_restarts + 1):
+                try:
+                    ray.get(self.engines[i].ready.remote())
+                    break
+                except ray.exceptions.RayActorError as err:
+                    if attempt == self.max_restarts:
+                        raise RunStopped(f"rollout engine {i} died {attempt + 1} times in a row") from err
+                    self._restart(i, err)
 
     def _restart(self, index: int, err: Exception) -> None:
         """A dead engine is replaced and given the learner's current weights; the call retries."""

@@ -43,15 +43,26 @@ def prepare(cfg: RunConfig, *, resume: bool, log=print) -> tuple[Totals, Path | 
 
 
 def finish(
-    cfg: RunConfig, *, model_dir: Path, n_params: int, last_ckpt: Path | None, stopped: str | None
+    cfg: RunConfig,
+    *,
+    model_dir: Path,
+    n_params: int,
+    last_ckpt: Path | None,
+    stopped: str | None,
+    log=print,
 ) -> dict:
     """metrics.parquet, the plots and summary.json; returns the summary."""
+    import time
+
     from rlscale.plots import plot_run
 
     run_dir = cfg.run_dir
     frame = load_metrics(run_dir)
     frame.to_parquet(run_dir / "metrics.parquet")
+    log(f"fitting the curves and plotting into {run_dir / 'plots'} ...")
+    start = time.perf_counter()
     plots = plot_run(run_dir, frame)
+    log(f"fitting the curves and plotting: {time.perf_counter() - start:.1f} s")
     train = frame[frame[M.STEP] > 0]  # step 0, where present, is the base model's evaluation
     tail = max(1, len(train) // 10)
     summary = {

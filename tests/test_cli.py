@@ -128,6 +128,6 @@ def test_plot_says_what_it_does_before_the_fits(tmp_path, capsys):
         main(["plot", "tests/data/demo_run", "--out", str(tmp_path), "--bootstrap", "5", "--bins", "20"]) == 0
     )
     captured = capsys.readouterr()  # what it does on stderr; stdout stays the list of files
-    said = f"fitting tests/data/demo_run (5 bootstrap resamples), then plotting into {tmp_path} ..."
-    assert captured.err.splitlines()[0] == said
+    said = "fitting demo_run (1/1: 400 steps, 5 bootstrap resamples) ..."
+    assert captured.err.splitlines()[0] == said and f"plotting into {tmp_path} ..." in captured.err
     assert all(line.endswith(".png") for line in captured.out.splitlines())

@@ -4,13 +4,16 @@ The commands are read from the README's ```bash blocks and its inline code. Each
 fresh folder holding links to configs/ and experiments/ and, as `runs/demo` (and `runs/a`,
 `runs/b`), copies of the checked-in demo run, so the README's paths resolve as they do after
 `make demo`. Cheap commands run for real (fits with fewer bootstrap resamples); `rlscale run`
-commands run as `--dry-run` here and for real, with a few steps, in the e2e test; commands that
-need a cluster or take minutes (benchmarks, whole sweeps) are listed with the reason they are
+commands run as `--dry-run` here and for real, with a few steps, in the e2e test. Benchmarks
+run short (`SHORT_BENCH`: 2 steps, 2 prompts x 2 samples, 1 repeat): the learner and verifier
+benchmarks here, those that start Ray and vLLM (rollout, e2e) in an e2e test each. Commands
+that need a cluster or take many minutes (whole sweeps) are listed with the reason they are
 not run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -26,6 +29,21 @@ REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 DEMO_RUN = REPO / "tests" / "data" / "demo_run"
 FEW_STEPS = ["trainer.steps=2", "builtin.sft_steps=10"]
+# `rlscale bench` options replaced (or added) when the README's benchmarks run here: the same
+# code paths (both sides of each comparison, every timed part, the printed table) on a tiny
+# batch. What stays is start-up: Ray and a vLLM engine (~1-2 min on 2 cores) for rollout and
+# e2e, which cannot be shortened. `bench verify` runs as written (about 15 s).
+SHORT_BENCH = {
+    # e2e times steps/s from the end of step 1: 2 steps is the fewest it accepts
+    "e2e": {"--steps": "2", "--prompts": "2", "--group-size": "2", "--max-tokens": "4"},
+    "rollout": {"--prompts": "2", "--group-size": "2", "--max-tokens": "4", "--repeats": "1"},
+    "learner": {
+        **{"--prompts": "2", "--group-size": "2", "--max-tokens": "4", "--repeats": "1"},
+        **{"--warmup": "0", "--peak-size": "256"},
+    },
+}
+SHORT_BENCH_SETS = {"e2e": ["builtin.sft_steps=0"]}  # no warm start of the benchmarked model
+BENCH_NEEDS_RAY = ("e2e", "rollout")
 
 
 def readme_commands() -> list[str]:
@@ -67,10 +85,47 @@ def plan(command: str) -> tuple[str, list[str]]:
             return "e2e", args
         if "--help" in args:
             return "now", args
-        return "skip: a benchmark takes minutes", args
+        return ("bench" if args[1] in BENCH_NEEDS_RAY else "now"), short_bench(args)
     if what in ("fit", "plot", "backtest") and "--help" not in args:
         return "now", [*args, "--bootstrap", "20"]
     return "now", args
+
+
+def short_bench(args: list[str]) -> list[str]:
+    """A `bench` command with SHORT_BENCH's options in place of the README's (the rest as written)."""
+    short = SHORT_BENCH.get(args[1], {})
+    kept, i = [], 0
+    while i < len(args):
+        if args[i] in short:
+            i += 2  # the option and its value
+            continue
+        kept.append(args[i])
+        i += 1
+    for option, value in short.items():
+        kept += [option, value]
+    for override in SHORT_BENCH_SETS.get(args[1], []):
+        kept += ["--set", override]
+    return kept
+
+
+def check_bench(args: list[str], cwd: Path) -> None:
+    """The short benchmark's saved result (`--json`) is of the short work."""
+    result = json.loads((cwd / "bench.json").read_text())
+    if args[1] == "e2e":
+        assert result["steps"] == 2 and result["batch_sequences"] == 4
+        assert len(result["ours_rewards"]) == len(result["trl_rewards"]) == 2
+        assert result["ours_steps_per_s"] > 0 and result["trl_steps_per_s"] > 0
+        if "trainer.off_policy_steps=1" in args:
+            assert result["off_policy_steps"] == 1
+    elif args[1] == "rollout":
+        assert (result["prompts"], result["group_size"], result["max_tokens"]) == (2, 2, 4)
+        assert result["rlscale_vllm_tokens_per_s"] > 0 and result["hf_generate_tokens_per_s"] > 0
+    elif args[1] == "learner":
+        assert result["timed_updates"] == 1 and result["mfu"] > 0
+    elif args[1] == "verify":
+        assert result["code_passed"] == result["code_programs"] and result["math_latex_per_s"] > 0
+    if "--model" in args:
+        assert result["model"] == args[args.index("--model") + 1]
 
 
 def dry_run(args: list[str]) -> list[str]:
@@ -135,19 +190,48 @@ def test_readme_command_runs_as_written(command, workdir):
         pytest.skip("runs in the e2e test, on a real run")
     elif how == "e2e":
         args = dry_run(args)
+    elif how == "bench":
+        pytest.skip("starts Ray and vLLM: test_readme_benchmark_runs_short (e2e) runs it")
+    bench = args[0] == "bench" and "--help" not in args
+    if bench:
+        args = [*args, "--json", "bench.json"]
     done = rlscale(args, workdir, timeout=240)
     assert done.returncode == 0, f"rlscale {shlex.join(args)}\n{done.stdout}\n{done.stderr}"
     if args[:2] == ["run", "--dry-run"]:
         assert "the config is valid" in done.stdout
+    if bench:
+        check_bench(args, workdir)
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("command", [c for c in COMMANDS if plan(c)[0] == "bench"])
+def test_readme_benchmark_runs_short(command, workdir):
+    """The README's benchmarks that start Ray and vLLM, with SHORT_BENCH's options."""
+    _, args = plan(command)
+    args = [*args, "--json", "bench.json"]
+    done = rlscale(args, workdir, timeout=600)
+    assert done.returncode == 0, f"rlscale {shlex.join(args)}\n{done.stdout}\n{done.stderr[-3000:]}"
+    assert "ratio" in done.stdout
+    check_bench(args, workdir)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)  # five real runs, each starting Ray and vLLM: 15 min on a busy 2-core machine
 def test_readme_runs_for_real_with_few_steps(workdir):
     """`make demo` (as `rlscale run configs/demo.yaml`), then every README `rlscale run` command
     for real with FEW_STEPS appended, the resumes continuing that demo run by a step."""
     shutil.rmtree(workdir / "runs" / "demo")
     demo = rlscale(["run", "configs/demo.yaml", *FEW_STEPS], workdir, timeout=600)
     assert demo.returncode == 0, demo.stderr
+    # start-up: a line per phase with its duration, then the total (the step bar starts after it)
+    lines = demo.stdout.splitlines()
+    phases = ("importing torch, Ray and transformers", "environment arithmetic")
+    phases += ("model builtin:tiny (build or load)", "Ray", "learner", "fitting the curves and plotting")
+    for phase in phases:
+        assert any(re.fullmatch(rf"{re.escape(phase)}: \d+\.\d s", line) for line in lines), phase
+    assert any(re.fullmatch(r"1 rollout engine \(vLLM\): \d+\.\d s", line) for line in lines)
+    (total,) = [line for line in lines if line.startswith("start-up: ")]
+    assert total.endswith("; training to step 2")
     steps = 2
     for command in COMMANDS:
         how, args = plan(command)
