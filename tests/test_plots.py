@@ -26,7 +26,7 @@ def demo():
 
 
 def _fit(frame, name, **kw):
-    from rlscale.fitting import fit_frame
+    from rlscale.run_fits import fit_frame
 
     return fit_frame(frame, name, bootstrap=10, backtest_frac=None, **kw)
 

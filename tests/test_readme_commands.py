@@ -68,6 +68,10 @@ def plan(command: str) -> tuple[str, list[str]]:
     e2e test; here its --dry-run), or "skip: <why>"."""
     args = shlex.split(command)[1:]
     what = args[0]
+    if what == "model" and "--help" not in args:
+        return "skip: imports a model file; tests/test_model_import.py runs the same import", args
+    if any("models/" in a for a in args) or "configs/smollm2_math.yaml" in args:
+        return "skip: needs an imported model (make smollm2); tests/test_model_import.py trains it", args
     if what == "run":
         if "env.name=reverse" in args:
             return "skip: needs README's envs/reverse.py; tests/test_env_plugins.py runs it as written", args
