@@ -69,7 +69,7 @@ def link_logs(run_dir: Path) -> Path | None:
 
 def needed_cpus(cfg: RunConfig) -> float:
     """Logical CPUs the run's actors ask Ray for."""
-    return cfg.rollout.workers * cfg.ray.worker_cpus + cfg.ray.learner_cpus
+    return cfg.rollout.workers * cfg.ray.worker_cpus + cfg.ray.learner_cpus * cfg.learner.world_size
 
 
 def start(cfg: RunConfig) -> None:
@@ -84,11 +84,19 @@ def start(cfg: RunConfig) -> None:
         print(f"Ray ready; engine and learner output shown here, and kept in {where}")
     else:
         print(f"Ray ready; engine, learner and Ray logs: {where} (RLSCALE_ACTOR_LOGS=1 shows them here)")
+    tp = cfg.rollout.tensor_parallel_size
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    if tp > 1 and gpus < tp:  # vLLM's tensor parallelism splits a model over GPUs: none on CPU
+        raise RunStopped(
+            f"rollout.tensor_parallel_size={tp}: tensor parallelism needs {tp} GPUs per engine; "
+            f"this Ray cluster has {gpus:g}. Set rollout.tensor_parallel_size=1."
+        )
     free = ray.available_resources().get("CPU", 0.0)
     if free < needed:  # actors that cannot be placed would wait forever
         raise RunStopped(
             f"Ray has {free:g} free CPUs; this run's actors need {needed:g} "
-            "(rollout.workers x ray.worker_cpus + ray.learner_cpus). Lower them or add nodes."
+            "(rollout.workers x ray.worker_cpus + ray.learner_cpus x learner.world_size). "
+            "Lower them or add nodes."
         )
 
 

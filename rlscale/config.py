@@ -161,6 +161,9 @@ class RolloutConfig(_Strict):
     max_turns: int = Field(
         8, ge=1, description="multi-turn environments: actions per episode at most"
     )  # multi-turn environments: actions per episode at most
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="GPUs each vLLM engine splits its model over (tensor parallel); GPUs only"
+    )
 
 
 class LoraConfig(_Strict):
@@ -192,6 +195,18 @@ class LearnerConfig(_Strict):
     lora: LoraConfig | None = Field(
         None, description="LoRA adapters (rank, alpha, target_modules); null: full fine-tuning"
     )
+    world_size: int = Field(
+        1,
+        ge=1,
+        description="learner processes (Ray actors, a GPU each where there are GPUs) sharding the "
+        "models with FSDP2 and splitting each batch by groups; 1: one plain learner",
+    )
+
+    @model_validator(mode="after")
+    def _check_world_size(self) -> LearnerConfig:
+        if self.world_size > 1 and self.lora is not None:
+            raise ValueError("learner.world_size: a sharded learner (world_size > 1) does not take LoRA yet")
+        return self
 
 
 class TrainerConfig(_Strict):

@@ -119,6 +119,7 @@ class Learner:
         self.lora = learner.lora
         if self.lora is not None:
             self.model = self._with_adapters(self.model, adapter)
+        self._wrap(Path(model_dir))
         params = [p for p in self.model.parameters() if p.requires_grad]  # with LoRA: the adapters
         self.n_lora = sum(p.numel() for p in params) if self.lora is not None else 0
         if algo.critic:
@@ -155,6 +156,9 @@ class Learner:
                 task_type="CAUSAL_LM",
             ),
         )
+
+    def _wrap(self, model_dir: Path) -> None:
+        """Before the optimizer sees the parameters: a sharded learner shards its models here."""
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.learner_cfg
@@ -286,9 +290,10 @@ class Learner:
         for epoch in range(algo.ppo_epochs):
             order = torch.randperm(n) if algo.mini_batches > 1 else torch.arange(n)
             for chunk in order.chunk(algo.mini_batches):
-                packed = everything if algo.mini_batches == 1 else self._pack(t, chunk)
+                rows = self._rows(t, chunk)  # one learner: the chunk; a sharded one: its share
+                packed = everything if algo.mini_batches == 1 and rows is chunk else self._pack(t, rows)
                 computed += packed.tokens if epoch == 0 else 0
-                step_stats, ok = self._step(t, chunk.to(self.device), packed)
+                step_stats, ok = self._step(t, rows.to(self.device), packed)
                 skipped += not ok
                 for k, v in step_stats.items():
                     collected.setdefault(k, []).append(v)
@@ -303,6 +308,27 @@ class Learner:
             self.reset_reference()
             stats["kl/ref_reset"] = 1.0
         return stats
+
+    # hooks a sharded learner (`learner_group.ShardedLearner`) overrides; here, one learner
+    def _rows(self, t: _Tensors, chunk: torch.Tensor) -> torch.Tensor:
+        """The rows of `chunk` (a mini-batch) this learner computes."""
+        return chunk
+
+    def _aggregate(self, mat: torch.Tensor, mask: torch.Tensor, mode: str, **agg) -> torch.Tensor:
+        """`losses.aggregate` of this learner's rows (a sharded one: its part of the whole's)."""
+        return losses.aggregate(mat, mask, mode, **agg)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def _clip(self) -> float:
+        return float(torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip))
+
+    def _reduce_stats(self, stats: dict[str, float]) -> dict[str, float]:
+        return stats
+
+    def _loss_value(self, loss: torch.Tensor) -> float:
+        return float(loss.detach())
 
     def _step(self, t: _Tensors, rows: torch.Tensor, packed: Packed) -> tuple[dict[str, float], bool]:
         algo = self.algo
@@ -319,24 +345,24 @@ class Learner:
                 old_logp, t.sampler_logp[rows], mask, cap=algo.tis_cap
             )
         agg = dict(group_ids=t.group_ids[rows], max_len=self.max_tokens)
-        loss = losses.aggregate(loss_mat, mask, algo.loss_agg, **agg)
+        loss = self._aggregate(loss_mat, mask, algo.loss_agg, **agg)
         stats = {M.LOSS_POLICY: float(loss.detach())}
         if self.ref is not None and not algo.kl_in_reward:
             with torch.no_grad():
                 ref_logp = losses.logprobs_from_logits(self._logits(self.ref, packed), t.tokens[rows])
             kl_mat = losses.kl_penalty(logp, ref_logp, algo.kl_estimator)
-            kl = losses.aggregate(kl_mat, mask, algo.loss_agg, **agg)
+            kl = self._aggregate(kl_mat, mask, algo.loss_agg, **agg)
             loss = loss + algo.kl_coef * kl
             stats[M.KL_REF] = float(kl.detach())
         if algo.entropy_coef:
-            bonus = losses.aggregate(losses.entropy_from_logits(logits), mask, algo.loss_agg, **agg)
+            bonus = self._aggregate(losses.entropy_from_logits(logits), mask, algo.loss_agg, **agg)
             loss = loss - algo.entropy_coef * bonus
         if self.value_head is not None:
             values = self._values(packed)
             v_mat, v_stats = losses.value_loss(
                 values, t.old_values[rows], t.returns[rows], mask, clip=algo.value_clip
             )
-            v_loss = losses.aggregate(v_mat, mask, "token-mean")
+            v_loss = self._aggregate(v_mat, mask, "token-mean")
             loss = loss + algo.vf_coef * v_loss
             stats["value/loss"] = float(v_loss.detach())
             stats["value/explained_variance"] = float(
@@ -351,11 +377,12 @@ class Learner:
         cov = losses.logp_adv_covariance(logp.detach(), adv, mask)
         stats.update({k: float(v) for k, v in {**pg_stats, **cov}.items()})
 
+        stats = self._reduce_stats(stats)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip))
+        self._backward(loss)
+        grad_norm = self._clip()
         stats[M.GRAD_NORM] = grad_norm
-        if not (math.isfinite(grad_norm) and math.isfinite(float(loss.detach()))):
+        if not (math.isfinite(grad_norm) and math.isfinite(self._loss_value(loss))):
             self.opt.zero_grad(set_to_none=True)  # a NaN/inf update is skipped, never applied
             return stats, False
         self.opt.step()

@@ -26,7 +26,7 @@ import ray
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from rlscale import accounting, checkpoint, cluster, run_dir
+from rlscale import accounting, checkpoint, cluster, learner_group, run_dir
 from rlscale import metric_names as M
 from rlscale.collect import Collected, Collector, derived_seed
 from rlscale.config import RunConfig
@@ -34,7 +34,6 @@ from rlscale.envs import make_env
 from rlscale.envs.base import MultiTurnEnvironment
 from rlscale.errors import RunInterrupted, RunStopped
 from rlscale.evaluation import Evaluator
-from rlscale.learner import LearnerActor
 from rlscale.models import resolve_model
 from rlscale.phases import StartupPhases
 from rlscale.prompts import PromptRenderer
@@ -126,8 +125,10 @@ class Orchestrator:
             cluster.start(cfg)
         policy_dir = str(start_from or self.model_dir)  # where the current weights live on disk
         # the learner and the engines start at once; each is timed until it is ready
+        # world_size 1: one LearnerActor; more: a LearnerGroup of FSDP ranks behind the same calls
         phases.begin("learner")
-        self.learner = LearnerActor.options(**cluster.actor_options(cfg, cfg.ray.learner_cpus)).remote(
+        self.learner = learner_group.start(
+            cfg,
             policy_dir,
             algo=cfg.algo,
             learner=cfg.learner,
@@ -146,6 +147,7 @@ class Orchestrator:
                 seed=cfg.trainer.seed + index,
                 max_model_len=max_model_len,
                 kv_cache_gib=cfg.rollout.kv_cache_gib,
+                tensor_parallel_size=cfg.rollout.tensor_parallel_size,
             ),
             cfg.rollout.workers,
             max_restarts=cfg.trainer.max_worker_restarts,
@@ -358,7 +360,7 @@ class Orchestrator:
 
     def shutdown(self) -> None:
         self.engines.shutdown()
-        ray.kill(self.learner)
+        learner_group.kill(self.learner)
 
 
 @contextlib.contextmanager

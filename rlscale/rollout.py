@@ -75,7 +75,15 @@ def _copy_weights(worker, named: list[tuple[str, torch.Tensor]]) -> None:
 class RolloutEngine:
     """A vLLM engine that samples G responses per prompt and takes weights in place."""
 
-    def __init__(self, model_dir: str, *, seed: int, max_model_len: int, kv_cache_gib: float):
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        seed: int,
+        max_model_len: int,
+        kv_cache_gib: float,
+        tensor_parallel_size: int = 1,
+    ):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
         from vllm import LLM
@@ -98,6 +106,7 @@ class RolloutEngine:
             enable_prefix_caching=True,  # a group shares its prompt
             logprobs_mode="processed_logprobs",  # after temperature/top-p: what was sampled from
             gpu_memory_utilization=0.5,
+            tensor_parallel_size=tensor_parallel_size,  # >1: GPUs only (refused at run start on CPU)
             # a prefill split across engine steps makes vLLM rewind the request's seeded
             # generator, which CPU generators cannot do: give every step room for whole prompts
             max_num_batched_tokens=max(8192, max_model_len * 256),
