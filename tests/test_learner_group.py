@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from rlscale.batch import Batch, Group, Sample
-from rlscale.config import LearnerConfig, build_config
+from rlscale.config import LearnerConfig
+from rlscale.config_io import build_config
 from rlscale.learner import Learner
 from rlscale.learner_group import LearnerGroup
 
-LEARNER = LearnerConfig(lr=1e-3, warmup_steps=0, grad_clip=1.0)
+LEARNER = LearnerConfig(lr=1e-4, warmup_steps=0, grad_clip=1.0)
 MAX_TOKENS = 6
 TOL = 1e-5
 ENV = {"env_vars": {"OMP_NUM_THREADS": "1"}}
@@ -124,7 +125,8 @@ def test_tensor_parallel_on_cpu_is_refused_at_run_start(ray_session, tmp_path):
 
 _TWO_NODES_DRIVER = """
 import json, sys, ray, torch
-from rlscale.config import LearnerConfig, build_config
+from rlscale.config import LearnerConfig
+from rlscale.config_io import build_config
 from rlscale.learner_group import LearnerGroup
 address, model_dir, batch_file, out = sys.argv[1:5]
 batch = torch.load(batch_file, weights_only=False)
@@ -133,7 +135,7 @@ group = LearnerGroup(
     2, model_dir, bundles=[{"CPU": 1, "node1": 1}, {"CPU": 1, "node2": 1}], strategy="SPREAD",
     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
     algo=build_config({"algo": {"name": "grpo"}}).algo,
-    learner=LearnerConfig(lr=1e-3, warmup_steps=0, grad_clip=1.0),
+    learner=LearnerConfig(lr=1e-4, warmup_steps=0, grad_clip=1.0),
     seed=0, max_tokens=6, timeout_s=300,
 )
 stats = ray.get(group.update.remote(batch))
