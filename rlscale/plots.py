@@ -218,6 +218,10 @@ def _linearized(ax, fits: dict) -> None:
         if not sig.ok:
             continue
         logc, ylin = sig.linearize(fit.points["x"], fit.points["y"])
+        shown = np.isfinite(logc) & np.isfinite(ylin)  # the base model's x = 0 has no log
+        if not shown.any():
+            continue
+        logc, ylin = logc[shown], ylin[shown]
         ax.scatter(np.exp(logc), ylin, s=10, alpha=0.6, color=_color(i))
         grid = np.geomspace(np.exp(np.nanmin(logc)), EXTRAPOLATE * np.exp(np.nanmax(logc)), 50)
         ax.plot(

@@ -179,3 +179,16 @@ def test_plot_command_reports_progress(tmp_path, capsys):
     stems += ["sigmoid_linearized", "pass_at_k"]
     assert written == [str(out / f"{stem}.png") for stem in stems]  # in the order they were drawn
     assert all(Path(p).is_file() for p in written)
+
+
+def test_an_evaluation_at_zero_compute_is_plotted(demo):
+    """The base model's evaluation sits at x = 0 (eval/train_flops); log-x plots leave it out
+    of the log scale instead of failing (a finished run once exited 1 on it)."""
+    frame = demo.copy()
+    evals = frame["step"] % 25 == 1  # before steps 1, 26, ...: 16 evaluations
+    frame.loc[evals, "eval/mean@8"] = frame[M.REWARD].rolling(25, min_periods=1).mean()[evals]
+    frame.loc[evals, M.EVAL_TRAIN_FLOPS] = frame[M.FLOPS].shift(1).fillna(0.0)[evals]
+    fit = _fit(frame, "demo", y="eval/mean@8")
+    assert fit.raw["x"].iloc[0] == 0.0 and fit.sigmoid.ok
+    figures = _figures({"demo": frame}, {"demo": fit})
+    assert {"reward_vs_compute", "sigmoid_linearized"} <= set(figures)
