@@ -55,6 +55,8 @@ def _smooth(series: pd.Series) -> pd.Series:
 def smoothing_text(lengths) -> str:
     """What the solid per-step curves are: "rolling mean over N steps" (N per run when they differ)."""
     windows = sorted({smooth_window(n) for n in lengths})
+    if not windows:
+        return "no run to draw"
     if len(windows) == 1:
         return f"smoothed: rolling mean over {windows[0]} step{'s' * (windows[0] > 1)}"
     return f"smoothed: rolling mean over 1/{SMOOTH_FRAC} of each run ({windows[0]}-{windows[-1]} steps)"
