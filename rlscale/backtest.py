@@ -226,11 +226,19 @@ def load_run(run_dir, name: str, protocol: FitProtocol) -> RunData:
 
 
 def recipe_key(run_dir) -> str | None:
-    """The run's config.yaml without the keys that name the run or seed it (None: no config)."""
+    """The run's config.yaml without the keys that name the run or seed it (None: no config).
+    Read through today's schema, defaults filled in, so that runs saved by versions that wrote
+    a different set of keys still compare equal; as written when it no longer validates."""
+    from rlscale.config_io import ConfigError, build_config
+
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         return None
     cfg = yaml.safe_load(path.read_text()) or {}
+    try:
+        cfg = build_config(cfg, source=str(path)).model_dump(mode="json")
+    except ConfigError:
+        pass
     for k in RUN_KEYS:
         cfg.pop(k, None)
     cfg.get(SEED_KEY[0], {}).pop(SEED_KEY[1], None)

@@ -118,3 +118,13 @@ def test_backtest_bad_input(tmp_path, capsys):
         cli(DEMO, "--at", "1.5")
     assert cli(tmp_path / "nothing") == 1
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_runs_of_one_config_are_pooled_whatever_defaults_their_files_spell_out(tmp_path):
+    """A config saved by an older rlscale lacks keys a newer one writes with their defaults;
+    the recipe is the same, and a different value is a different recipe."""
+    base = {"rollout": {"workers": 1}, "trainer": {"seed": 0}}
+    old = write_run(tmp_path / "old", synthetic_frame(seed=0), config=base)
+    new = write_run(tmp_path / "new", synthetic_frame(seed=1), config={**base, "scaling": {"metric": None}})
+    lr = write_run(tmp_path / "lr", synthetic_frame(seed=2), config={**base, "learner": {"lr": 1e-2}})
+    assert backtest.recipe_key(old) == backtest.recipe_key(new) != backtest.recipe_key(lr)
