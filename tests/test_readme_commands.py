@@ -72,6 +72,11 @@ def plan(command: str) -> tuple[str, list[str]]:
         return "skip: imports a model file; tests/test_model_import.py runs the same import", args
     if any("models/" in a for a in args) or "configs/smollm2_math.yaml" in args:
         return "skip: needs an imported model (make smollm2); tests/test_model_import.py trains it", args
+    if any(a.startswith("runs/sweeps/") for a in args):
+        return (
+            "skip: needs a whole sweep's runs; test_backtest.py runs backtest on small runs",
+            args,
+        )
     if what == "run":
         if "env.name=reverse" in args:
             return "skip: needs README's envs/reverse.py; tests/test_env_plugins.py runs it as written", args
