@@ -18,7 +18,7 @@ from rlscale.run_fits import RunFit, fit_frame
 from rlscale.sweep import Point, SweepSpec
 
 
-def _final(frame: pd.DataFrame, col: str) -> float:
+def final_mean(frame: pd.DataFrame, col: str) -> float:
     """Mean over the last 10% of steps: one step is too noisy to call the final value."""
     if col not in frame:
         return math.nan
@@ -39,7 +39,7 @@ def _group_fit(fits: list[RunFit], protocol: FitProtocol):
 
 def _group_row(spec: SweepSpec, name: str, members: list[Point], fits: list[RunFit], frames, est) -> dict:
     metric = fits[0].y
-    finals = pd.Series([_final(frames[f.name], metric) for f in fits])
+    finals = pd.Series([final_mean(frames[f.name], metric) for f in fits])
     a_lo, a_hi = est.A_interval
     sig = est.fit
     return {
@@ -49,7 +49,7 @@ def _group_row(spec: SweepSpec, name: str, members: list[Point], fits: list[RunF
         "metric": metric,
         "final_mean": finals.mean(),
         "final_std": finals.std() if len(finals) > 1 else math.nan,
-        "final_entropy_mean": pd.Series([_final(frames[f.name], "entropy/mean") for f in fits]).mean(),
+        "final_entropy_mean": pd.Series([final_mean(frames[f.name], "entropy/mean") for f in fits]).mean(),
         "A": sig.A if est.identified else math.nan,
         "A_lo": a_lo,
         "A_hi": a_hi,

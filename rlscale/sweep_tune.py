@@ -55,12 +55,11 @@ def tune_spec(spec: SweepSpec) -> SweepSpec:
 def _score(frame: pd.DataFrame | None, tune: TuneSpec) -> float:
     if frame is None or tune.metric not in frame:
         return math.nan
-    values = frame[tune.metric].dropna()
-    if values.empty:
-        return math.nan
     if tune.rule == "final":
-        values = values.tail(max(1, len(values) // 10))
-    return float(values.mean())
+        from rlscale.sweep_report import final_mean  # the report's "final"; it loads scipy
+
+        return final_mean(frame, tune.metric)
+    return float(frame[tune.metric].dropna().mean())
 
 
 def _group_key(point: Point, per: list[str]) -> tuple:
