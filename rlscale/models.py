@@ -102,8 +102,11 @@ def build_model(size: ModelSize, vocab_size: int, seed: int) -> torch.nn.Module:
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
-def warm_start(model, tokenizer, env, *, steps: int, batch: int, lr: float, seed: int) -> float:
-    """Supervised pass on (prompt, demonstration) pairs; loss on the response only.
+def warm_start(
+    model, tokenizer, env, *, steps: int, batch: int, lr: float, seed: int, held_out: frozenset = frozenset()
+) -> float:
+    """Supervised pass on (prompt, demonstration) pairs; loss on the response only. Tasks whose
+    prompt is in `held_out` (repr, the evaluation's: eval.held_out) are never drawn.
 
     Returns the last loss. Kept short on purpose: RL should start above zero, not solved.
     """
@@ -113,7 +116,7 @@ def warm_start(model, tokenizer, env, *, steps: int, batch: int, lr: float, seed
     loss = torch.tensor(float("nan"))
     for _ in tqdm(range(steps), desc="warm start (supervised)", unit="step", leave=False):
         rows, masks = [], []
-        for task in (env.sample(rng) for _ in range(batch)):
+        for task in _draw(env, rng, batch, held_out):
             prompt = tokenizer.encode(task.prompt)
             response = tokenizer.encode(env.demonstration(task)) + [tokenizer.eos_token_id]
             rows.append(prompt + response)
@@ -138,6 +141,21 @@ def cache_root() -> Path:
     return Path(os.environ.get("RLSCALE_CACHE", Path.home() / ".cache" / "rlscale"))
 
 
+def _draw(env, rng: random.Random, count: int, held_out: frozenset) -> list:
+    """`count` tasks whose prompts are not held out (the same rule as training's draws)."""
+    tasks, misses = [], 0
+    while len(tasks) < count:
+        task = env.sample(rng)
+        if repr(task.prompt) not in held_out:
+            tasks.append(task)
+            misses = 0
+        elif (misses := misses + 1) >= 1000:
+            raise RuntimeError(
+                "eval.held_out: 1,000 draws in a row were evaluation tasks; the task space is too small"
+            )
+    return tasks
+
+
 def builtin_spec(size_name: str, env_name: str, env_kwargs: dict, sft: dict, seed: int) -> dict:
     if size_name not in BUILTIN_SIZES:
         raise ValueError(f"model: unknown builtin size {size_name!r}; choose from {list(BUILTIN_SIZES)}")
@@ -152,9 +170,14 @@ def builtin_spec(size_name: str, env_name: str, env_kwargs: dict, sft: dict, see
     }
 
 
-def resolve_builtin(size_name: str, env, env_kwargs: dict, sft: dict, seed: int, log=print) -> Path:
-    """Path of the cached warm-started model for this spec, building it on first use."""
+def resolve_builtin(
+    size_name: str, env, env_kwargs: dict, sft: dict, seed: int, held_out: frozenset = frozenset(), log=print
+) -> Path:
+    """Path of the cached warm-started model for this spec, building it on first use. The warm
+    start never sees a `held_out` prompt, so an evaluation held out from RL is held out from it too."""
     spec = builtin_spec(size_name, env.name, env_kwargs, sft, seed)
+    if held_out:  # a digest, not the prompts: the same spec with the same evaluation hits the cache
+        spec["held_out"] = hashlib.sha256("\n".join(sorted(held_out)).encode()).hexdigest()[:16]
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     target = cache_root() / "models" / f"{size_name}-{env.name}-{key}"
     if (target / "config.json").is_file():
@@ -163,7 +186,14 @@ def resolve_builtin(size_name: str, env, env_kwargs: dict, sft: dict, seed: int,
     tokenizer = build_tokenizer()
     model = build_model(BUILTIN_SIZES[size_name], len(tokenizer), seed)
     loss = warm_start(
-        model, tokenizer, env, steps=sft["sft_steps"], batch=sft["sft_batch"], lr=sft["sft_lr"], seed=seed
+        model,
+        tokenizer,
+        env,
+        steps=sft["sft_steps"],
+        batch=sft["sft_batch"],
+        lr=sft["sft_lr"],
+        seed=seed,
+        held_out=frozenset(held_out),
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
@@ -177,13 +207,20 @@ def resolve_builtin(size_name: str, env, env_kwargs: dict, sft: dict, seed: int,
     return target
 
 
-def resolve_model(cfg, env, log=print) -> Path:
+def resolve_model(cfg, env, held_out: set = frozenset(), log=print) -> Path:
     """The model directory a run starts from: `builtin:<size>` built (or found in the cache) for
-    the run's environment, or the local Hugging Face directory the config names."""
+    the run's environment, its warm start kept off the `held_out` prompts (repr), or the local
+    Hugging Face directory the config names."""
     if cfg.model.startswith("builtin:"):
         sft = cfg.builtin.model_dump()
         return resolve_builtin(
-            cfg.model.removeprefix("builtin:"), env, cfg.env.kwargs, sft, cfg.trainer.seed, log=log
+            cfg.model.removeprefix("builtin:"),
+            env,
+            cfg.env.kwargs,
+            sft,
+            cfg.trainer.seed,
+            held_out=frozenset(held_out),
+            log=log,
         )
     return Path(cfg.model)
 

@@ -116,8 +116,10 @@ class Orchestrator:
             except RuntimeError as err:
                 raise RunStopped(str(err)) from None
         self.totals, start_from = run_dir.prepare(cfg, resume=resume, log=tqdm.write)
+        self.evaluator = Evaluator(self.env, cfg) if cfg.eval.every else None
+        held_out = self.evaluator.held_out_prompts() if self.evaluator is not None else set()
         with phases.phase(f"model {cfg.model} (build or load)"):
-            self.model_dir = resolve_model(cfg, self.env, log=tqdm.write)
+            self.model_dir = resolve_model(cfg, self.env, held_out=held_out, log=tqdm.write)
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
             self.renderer = PromptRenderer(cfg.prompt, self.tokenizer, self.model_dir)
         self._show_prompt()
@@ -161,9 +163,7 @@ class Orchestrator:
         phases.end(engines)
         phases.done(f"training to step {cfg.trainer.steps}")
         self.collector = Collector(self.env, self.renderer, self.tokenizer, self.engines.generate, cfg=cfg)
-        self.evaluator = Evaluator(self.env, cfg) if cfg.eval.every else None
-        if self.evaluator is not None:
-            self.collector.held_out = self.evaluator.held_out_prompts()
+        self.collector.held_out = held_out
         self.metrics = MetricsWriter(self.run_dir)
         self.sinks = Sinks(
             cfg.telemetry.sinks, self.run_dir, cfg.name, cfg.model_dump(mode="json"), tqdm.write

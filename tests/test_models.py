@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import random
+
+import pytest
 
 from rlscale.envs import make_env
 from rlscale.models import (
     BUILTIN_SIZES,
+    _draw,
     build_model,
     build_tokenizer,
     builtin_params,
@@ -72,8 +76,24 @@ def test_builtin_is_warm_started_and_cached(monkeypatch, tmp_path):
     assert again == path and (path / "model.safetensors").stat().st_mtime_ns == stamp
     other = resolve_builtin("tiny", env, {"digits": 1}, {**sft, "sft_steps": 1}, seed=0, log=lambda _: None)
     assert other != path
+    held = frozenset({repr("1+1=")})  # a warm start that never saw the evaluation is another model
+    tiny_sft = {**sft, "sft_steps": 1}
+    assert resolve_builtin("tiny", env, {"digits": 1}, tiny_sft, seed=0, held_out=held, log=print) != other
 
     # the warm start taught the answer format: the loss is well below a uniform guess
 
     spec = json.loads((path / "rlscale_spec.json").read_text())
     assert spec["sft_final_loss"] < 0.5 * math.log(len(build_tokenizer()))  # well below uniform
+
+
+def test_warm_start_draws_never_include_held_out_prompts():
+    env = make_env("arithmetic", digits=1, ops="+")  # 100 distinct prompts
+    rng = random.Random(0)
+    held = frozenset(repr(env.sample(rng).prompt) for _ in range(300))  # most of them
+    assert 40 < len(held) < 100
+    drawn = _draw(env, random.Random(1), 500, held)
+    assert len(drawn) == 500 and not {repr(t.prompt) for t in drawn} & held
+    everything = frozenset(repr(f"{a}+{b}=") for a in range(10) for b in range(10))
+    assert held < everything
+    with pytest.raises(RuntimeError, match="eval.held_out"):
+        _draw(env, random.Random(1), 1, everything)
