@@ -1,7 +1,7 @@
 """Learner: the policy (a transformers model), an optional critic, and the update, in a Ray actor.
 
-fp32 on CPU; bf16 weights with fp32 logits on CUDA. The math lives in `losses` and
-`advantages`; this file batches tokens, turns rewards into advantages (it holds the reference
+fp32 on CPU; bf16 weights with fp32 logits on CUDA. The math lives in `losses`, `aggregation`,
+`logits` and `advantages`; this file batches tokens, turns rewards into advantages (it holds the reference
 and critic models those need), runs forward/backward and steps AdamW.
 """
 
@@ -21,8 +21,10 @@ from transformers.utils import logging as transformers_logging
 from rlscale import advantages as adv_lib
 from rlscale import losses
 from rlscale import metric_names as M
+from rlscale.aggregation import aggregate
 from rlscale.batch import Batch
 from rlscale.config import AlgoConfig, LearnerConfig
+from rlscale.logits import entropy_from_logits, logprobs_from_logits
 from rlscale.models import resolve_dtype
 from rlscale.packing import Packed, pack
 from rlscale.rollout import FlatWeights
@@ -242,7 +244,7 @@ class Learner:
         with torch.no_grad():
             logp = None  # an extra forward pass, only when the algorithm needs it
             if several_updates or kl_in_reward:
-                logp = losses.logprobs_from_logits(self._logits(self.model, everything), t.tokens)
+                logp = logprobs_from_logits(self._logits(self.model, everything), t.tokens)
             seq_rewards = t.rewards.clone()
             if algo.overlong_buffer:
                 # DAPO's buffer is in tokens of a 20k budget; scale it to this run's budget
@@ -253,7 +255,7 @@ class Learner:
                 stats["reward/overlong_penalty"] = float(shaping.mean())
             token_rewards = torch.zeros_like(mask)
             if kl_in_reward:
-                ref_logp = losses.logprobs_from_logits(self._logits(self.ref, everything), t.tokens)
+                ref_logp = logprobs_from_logits(self._logits(self.ref, everything), t.tokens)
                 kl = losses.kl_penalty(logp, ref_logp, algo.kl_estimator) * mask
                 token_rewards -= algo.kl_coef * kl
                 stats[M.KL_REF] = float(kl.sum() / mask.sum().clamp(min=1))
@@ -315,8 +317,8 @@ class Learner:
         return chunk
 
     def _aggregate(self, mat: torch.Tensor, mask: torch.Tensor, mode: str, **agg) -> torch.Tensor:
-        """`losses.aggregate` of this learner's rows (a sharded one: its part of the whole's)."""
-        return losses.aggregate(mat, mask, mode, **agg)
+        """`aggregate` of this learner's rows (a sharded one: its part of the whole's)."""
+        return aggregate(mat, mask, mode, **agg)
 
     def _backward(self, loss: torch.Tensor) -> None:
         loss.backward()
@@ -334,8 +336,8 @@ class Learner:
         algo = self.algo
         logits = self._logits(self.model, packed)
         mask, adv = t.mask[rows], t.advantages[rows]
-        logp = losses.logprobs_from_logits(logits, t.tokens[rows])
-        entropy = losses.entropy_from_logits(logits.detach())
+        logp = logprobs_from_logits(logits, t.tokens[rows])
+        entropy = entropy_from_logits(logits.detach())
         old_logp = logp.detach() if t.old_logp is None else t.old_logp[rows]
         loss_mat, pg_stats = losses.POLICY_LOSSES[algo.policy_loss](
             logp, old_logp, adv, mask, **policy_loss_options(algo)
@@ -349,13 +351,13 @@ class Learner:
         stats = {M.LOSS_POLICY: float(loss.detach())}
         if self.ref is not None and not algo.kl_in_reward:
             with torch.no_grad():
-                ref_logp = losses.logprobs_from_logits(self._logits(self.ref, packed), t.tokens[rows])
+                ref_logp = logprobs_from_logits(self._logits(self.ref, packed), t.tokens[rows])
             kl_mat = losses.kl_penalty(logp, ref_logp, algo.kl_estimator)
             kl = self._aggregate(kl_mat, mask, algo.loss_agg, **agg)
             loss = loss + algo.kl_coef * kl
             stats[M.KL_REF] = float(kl.detach())
         if algo.entropy_coef:
-            bonus = self._aggregate(losses.entropy_from_logits(logits), mask, algo.loss_agg, **agg)
+            bonus = self._aggregate(entropy_from_logits(logits), mask, algo.loss_agg, **agg)
             loss = loss - algo.entropy_coef * bonus
         if self.value_head is not None:
             values = self._values(packed)
@@ -466,7 +468,7 @@ class Learner:
             for seq in sequences:
                 ids = torch.tensor([seq], device=self.device)
                 logits = self.model(input_ids=ids).logits[0, :-1].float()
-                out.append(losses.logprobs_from_logits(logits[None], ids[:, 1:])[0].tolist())
+                out.append(logprobs_from_logits(logits[None], ids[:, 1:])[0].tolist())
             return out
 
 
