@@ -306,7 +306,8 @@ def print_table(rows: list[Row], console=None) -> None:
 def plot_backtest(runs: list[RunData], estimates: dict, rows: list[Row], path, protocol: FitProtocol) -> Path:
     """One panel per run: the metric, each prefix's sigmoid carried to the end with its band,
     the observed final (black bar over the last 10% of compute), persistence (crosses)."""
-    from rlscale.plots import _color, _grid, _legend, _save, plt
+    from rlscale.plot_style import light_grid, outside_legend, run_color
+    from rlscale.plots import _save, plt
 
     n = len(runs)
     fig, axes = plt.subplots(1, n, figsize=(9 * n, 4.5), dpi=120, squeeze=False)
@@ -316,7 +317,7 @@ def plot_backtest(runs: list[RunData], estimates: dict, rows: list[Row], path, p
         X = run.x_final
         grid = np.linspace(max(X * 0.01, run.raw["x"][run.raw["x"] > 0].min()), X, 200)
         for i, (f, est) in enumerate(estimates[run.name].items()):
-            color = _color(i)
+            color = run_color(i)
             ax.axvline(f * X, color=color, linewidth=0.8, linestyle=":")
             if not est.fit.ok:
                 continue
@@ -336,8 +337,8 @@ def plot_backtest(runs: list[RunData], estimates: dict, rows: list[Row], path, p
         ax.set_xlabel(run.x_label)
         ax.set_ylabel(run.metric)
         ax.set_title(f"{run.name}: predictions vs truth (x: persistence)", fontsize=9)
-        _grid(ax)
-        _legend(ax)
+        light_grid(ax)
+        outside_legend(ax)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return _save(fig, path)
