@@ -1,8 +1,9 @@
 """Learner: the policy (a transformers model), an optional critic, and the update, in a Ray actor.
 
-fp32 on CPU; bf16 weights with fp32 logits on CUDA. The math lives in `losses` and
-`advantages`; this file batches tokens, turns rewards into advantages (it holds the reference
-and critic models those need), runs forward/backward and steps AdamW.
+fp32 on CPU; bf16 weights with fp32 logits on CUDA. The math lives in `losses`, `aggregation`,
+`logits` and `advantages`, the batch's tensors in `learner_inputs`, LoRA in `lora`; this file
+packs tokens, turns rewards into advantages (it holds the reference and critic models those
+need), runs forward/backward and steps AdamW.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -21,52 +21,17 @@ from transformers.utils import logging as transformers_logging
 from rlscale import advantages as adv_lib
 from rlscale import losses
 from rlscale import metric_names as M
+from rlscale.aggregation import aggregate
 from rlscale.batch import Batch
 from rlscale.config import AlgoConfig, LearnerConfig
+from rlscale.learner_inputs import Tensors, batch_tensors, policy_loss_options
+from rlscale.logits import entropy_from_logits, logprobs_from_logits
+from rlscale.lora import ADAPTER_DIR, merged_weights, save_merged_and_adapters, with_adapters
 from rlscale.models import resolve_dtype
 from rlscale.packing import Packed, pack
 from rlscale.rollout import FlatWeights
 
 LEARNER_STATE = "learner_state.pt"
-ADAPTER_DIR = "adapter"  # in a LoRA checkpoint: the adapters (peft's save_pretrained)
-
-
-@dataclass
-class _Tensors:
-    prompts: list[list[int]]
-    responses: list[list[int]]
-    tokens: torch.Tensor  # [B, T] response tokens
-    mask: torch.Tensor  # [B, T] 1.0 on response tokens the loss sees
-    sampler_logp: torch.Tensor  # [B, T]
-    rewards: torch.Tensor  # [B]
-    group_ids: torch.Tensor  # [B]
-    group_size: int
-    advantages: torch.Tensor | None = None  # [B, T], filled by _advantages
-    returns: torch.Tensor | None = None  # [B, T], critic targets (GAE)
-    old_values: torch.Tensor | None = None  # [B, T]
-    old_logp: torch.Tensor | None = None  # [B, T], frozen when several updates per batch
-
-
-def _pad(rows: list[list], value, dtype) -> torch.Tensor:
-    width = max(1, max(map(len, rows)))
-    return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=dtype)
-
-
-def policy_loss_options(algo: AlgoConfig) -> dict:
-    """The keyword options of `algo.policy_loss`, from the typed config (every option settable)."""
-    clip = {"eps_low": algo.eps_low, "eps_high": algo.eps_high}
-    return {
-        "ppo_clip": {**clip, "dual_clip": algo.dual_clip},
-        "gspo": clip,
-        "cispo": clip,
-        "clip_cov": {
-            **clip,
-            "clip_ratio": algo.clip_cov_ratio,
-            "clip_cov_lb": algo.clip_cov_lb,
-            "clip_cov_ub": algo.clip_cov_ub,
-        },
-        "kl_cov": {"k_ratio": algo.kl_cov_ratio, "ppo_kl_coef": algo.kl_cov_coef},
-    }[algo.policy_loss]
 
 
 class Learner:
@@ -118,7 +83,7 @@ class Learner:
             torch.nn.init.zeros_(self.value_head.bias)
         self.lora = learner.lora
         if self.lora is not None:
-            self.model = self._with_adapters(self.model, adapter)
+            self.model = with_adapters(self.model, self.lora, adapter)
         self._wrap(Path(model_dir))
         params = [p for p in self.model.parameters() if p.requires_grad]  # with LoRA: the adapters
         self.n_lora = sum(p.numel() for p in params) if self.lora is not None else 0
@@ -136,26 +101,6 @@ class Learner:
         self.grad_clip = learner.grad_clip
         self.updates = 0
         self._restore(Path(model_dir))
-
-    def _with_adapters(self, model, adapter: Path | None):
-        """The policy with LoRA adapters (peft): new ones, or a checkpoint's to continue training."""
-        import peft
-
-        if adapter is not None:
-            return peft.PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
-        cfg = self.lora
-        target = cfg.target_modules
-        return peft.get_peft_model(
-            model,
-            peft.LoraConfig(
-                r=cfg.rank,
-                lora_alpha=cfg.alpha,
-                target_modules=target if isinstance(target, str) else list(target),
-                lora_dropout=cfg.dropout,
-                bias="none",
-                task_type="CAUSAL_LM",
-            ),
-        )
 
     def _wrap(self, model_dir: Path) -> None:
         """Before the optimizer sees the parameters: a sharded learner shards its models here."""
@@ -183,25 +128,7 @@ class Learner:
         torch.set_rng_state(state["torch_rng"])
 
     # -- batching ------------------------------------------------------------------------
-    def _tensors(self, batch: Batch) -> _Tensors:
-        """The batch's groups as right-padded [B, T] tensors, group by group."""
-        dev = self.device
-        samples = [(g.prompt, s, r) for g in batch.groups for s, r in zip(g.samples, g.rewards)]
-        responses = [s.token_ids for _, s, _ in samples]
-        return _Tensors(
-            prompts=[p for p, _, _ in samples],
-            responses=responses,
-            tokens=_pad(responses, self.pad_id, torch.long).to(dev),
-            mask=_pad([s.mask() for _, s, _ in samples], 0.0, torch.float32).to(dev),
-            sampler_logp=_pad([s.logprobs for _, s, _ in samples], 0.0, torch.float32).to(dev),
-            rewards=torch.tensor([r for _, _, r in samples], dtype=torch.float32, device=dev),
-            group_ids=torch.tensor(
-                [i for i, g in enumerate(batch.groups) for _ in g.samples], dtype=torch.long, device=dev
-            ),
-            group_size=batch.group_size,
-        )
-
-    def _pack(self, t: _Tensors, rows: torch.Tensor) -> Packed:
+    def _pack(self, t: Tensors, rows: torch.Tensor) -> Packed:
         """The sequences `rows` packed for a forward pass (see `pack`), on the device."""
         rows = rows.tolist()
         packed = pack(
@@ -232,7 +159,7 @@ class Learner:
         return self.value_head(self._hidden(self.critic_trunk, packed).float()).squeeze(-1)
 
     # -- rewards -> advantages -----------------------------------------------------------
-    def _advantages(self, t: _Tensors, stats: dict, everything: Packed) -> None:
+    def _advantages(self, t: Tensors, stats: dict, everything: Packed) -> None:
         """Per-token advantages from sequence rewards, with KL-in-reward and overlong shaping.
 
         `everything`: the whole batch packed, for the passes some algorithms need here."""
@@ -242,7 +169,7 @@ class Learner:
         with torch.no_grad():
             logp = None  # an extra forward pass, only when the algorithm needs it
             if several_updates or kl_in_reward:
-                logp = losses.logprobs_from_logits(self._logits(self.model, everything), t.tokens)
+                logp = logprobs_from_logits(self._logits(self.model, everything), t.tokens)
             seq_rewards = t.rewards.clone()
             if algo.overlong_buffer:
                 # DAPO's buffer is in tokens of a 20k budget; scale it to this run's budget
@@ -253,7 +180,7 @@ class Learner:
                 stats["reward/overlong_penalty"] = float(shaping.mean())
             token_rewards = torch.zeros_like(mask)
             if kl_in_reward:
-                ref_logp = losses.logprobs_from_logits(self._logits(self.ref, everything), t.tokens)
+                ref_logp = logprobs_from_logits(self._logits(self.ref, everything), t.tokens)
                 kl = losses.kl_penalty(logp, ref_logp, algo.kl_estimator) * mask
                 token_rewards -= algo.kl_coef * kl
                 stats[M.KL_REF] = float(kl.sum() / mask.sum().clamp(min=1))
@@ -280,7 +207,7 @@ class Learner:
     # -- update --------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, float]:
         algo, start = self.algo, time.perf_counter()
-        t = self._tensors(batch)
+        t = batch_tensors(batch, self.pad_id, self.device)
         n = len(t.prompts)
         stats: dict[str, float] = {}
         everything = self._pack(t, torch.arange(n))
@@ -310,13 +237,13 @@ class Learner:
         return stats
 
     # hooks a sharded learner (`learner_group.ShardedLearner`) overrides; here, one learner
-    def _rows(self, t: _Tensors, chunk: torch.Tensor) -> torch.Tensor:
+    def _rows(self, t: Tensors, chunk: torch.Tensor) -> torch.Tensor:
         """The rows of `chunk` (a mini-batch) this learner computes."""
         return chunk
 
     def _aggregate(self, mat: torch.Tensor, mask: torch.Tensor, mode: str, **agg) -> torch.Tensor:
-        """`losses.aggregate` of this learner's rows (a sharded one: its part of the whole's)."""
-        return losses.aggregate(mat, mask, mode, **agg)
+        """`aggregate` of this learner's rows (a sharded one: its part of the whole's)."""
+        return aggregate(mat, mask, mode, **agg)
 
     def _backward(self, loss: torch.Tensor) -> None:
         loss.backward()
@@ -330,12 +257,12 @@ class Learner:
     def _loss_value(self, loss: torch.Tensor) -> float:
         return float(loss.detach())
 
-    def _step(self, t: _Tensors, rows: torch.Tensor, packed: Packed) -> tuple[dict[str, float], bool]:
+    def _step(self, t: Tensors, rows: torch.Tensor, packed: Packed) -> tuple[dict[str, float], bool]:
         algo = self.algo
         logits = self._logits(self.model, packed)
         mask, adv = t.mask[rows], t.advantages[rows]
-        logp = losses.logprobs_from_logits(logits, t.tokens[rows])
-        entropy = losses.entropy_from_logits(logits.detach())
+        logp = logprobs_from_logits(logits, t.tokens[rows])
+        entropy = entropy_from_logits(logits.detach())
         old_logp = logp.detach() if t.old_logp is None else t.old_logp[rows]
         loss_mat, pg_stats = losses.POLICY_LOSSES[algo.policy_loss](
             logp, old_logp, adv, mask, **policy_loss_options(algo)
@@ -349,13 +276,13 @@ class Learner:
         stats = {M.LOSS_POLICY: float(loss.detach())}
         if self.ref is not None and not algo.kl_in_reward:
             with torch.no_grad():
-                ref_logp = losses.logprobs_from_logits(self._logits(self.ref, packed), t.tokens[rows])
+                ref_logp = logprobs_from_logits(self._logits(self.ref, packed), t.tokens[rows])
             kl_mat = losses.kl_penalty(logp, ref_logp, algo.kl_estimator)
             kl = self._aggregate(kl_mat, mask, algo.loss_agg, **agg)
             loss = loss + algo.kl_coef * kl
             stats[M.KL_REF] = float(kl.detach())
         if algo.entropy_coef:
-            bonus = self._aggregate(losses.entropy_from_logits(logits), mask, algo.loss_agg, **agg)
+            bonus = self._aggregate(entropy_from_logits(logits), mask, algo.loss_agg, **agg)
             loss = loss - algo.entropy_coef * bonus
         if self.value_head is not None:
             values = self._values(packed)
@@ -408,25 +335,11 @@ class Learner:
         return self.n_lora
 
     def _named_weights(self) -> list[tuple[str, torch.Tensor]]:
-        """The policy's parameters under the base model's names. With LoRA each adapted weight is
-        merged on the fly, W + (alpha / r) B A (peft's `get_delta_weight`), and the adapters'
-        own tensors are left out, so vLLM's `load_weights` and the HF files see a plain model."""
+        """The policy's parameters under the base model's names; with LoRA, the adapters merged in
+        (`lora.merged_weights`): vLLM's `load_weights` and the HF files see a plain model."""
         if self.lora is None:
             return list(self.model.named_parameters())
-        from peft.tuners.lora import LoraLayer
-
-        base = self.model.get_base_model()
-        with torch.no_grad():
-            deltas = {
-                f"{name}.base_layer.weight": module.get_delta_weight(module.active_adapters[0])
-                for name, module in base.named_modules()
-                if isinstance(module, LoraLayer)
-            }
-            return [
-                (name.replace(".base_layer.", "."), p + deltas[name] if name in deltas else p)
-                for name, p in base.named_parameters()
-                if ".lora_" not in name
-            ]
+        return merged_weights(self.model)
 
     def weights(self) -> FlatWeights:
         # parameters, not the state dict: tied embeddings go once (vLLM ties them itself)
@@ -434,12 +347,9 @@ class Learner:
 
     def save(self, path: str) -> None:
         """HF model files plus everything needed to continue training exactly. With LoRA the
-        model files are the merged weights (transformers and vLLM load them as a plain model),
-        and `adapter/` holds the adapters (`peft.PeftModel.from_pretrained(base, path/adapter)`)."""
+        model files are the merged weights and `adapter/` the adapters (`lora.save_merged_and_adapters`)."""
         if self.lora is not None:
-            merged = copy.deepcopy(self.model).merge_and_unload()
-            merged.save_pretrained(path)
-            self.model.save_pretrained(Path(path) / ADAPTER_DIR)
+            save_merged_and_adapters(self.model, path)
         else:
             self.model.save_pretrained(path)
         critic = None
@@ -466,7 +376,7 @@ class Learner:
             for seq in sequences:
                 ids = torch.tensor([seq], device=self.device)
                 logits = self.model(input_ids=ids).logits[0, :-1].float()
-                out.append(losses.logprobs_from_logits(logits[None], ids[:, 1:])[0].tolist())
+                out.append(logprobs_from_logits(logits[None], ids[:, 1:])[0].tolist())
             return out
 
 

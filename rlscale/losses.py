@@ -1,43 +1,30 @@
-"""Policy/value losses, KL estimators and log-prob/entropy helpers. Pure torch, no state.
+"""Policy and value losses, KL estimators and importance weights. Pure torch, no state.
 
 Token tensors are [B, T]: B sequences, T response positions, right-padded, with a float {0, 1}
 `mask` (1 = response token). Advantages are per token [B, T] (a [B] tensor is broadcast).
-Each policy loss returns `(loss_mat [B, T], stats)`; `aggregate` turns `loss_mat` into the
-scalar to minimise. Padded positions never reach the result or the gradient: inputs are
-zeroed there first (`torch.where`, so NaN/inf garbage in padding cannot leak into gradients).
-Stats are detached 0-dim tensors (`float(v)` works).
+Each policy loss returns `(loss_mat [B, T], stats)`; `rlscale.aggregation.aggregate` turns
+`loss_mat` into the scalar to minimise; log-probs and entropy come from `rlscale.logits`.
+Padded positions never reach the result or the gradient: inputs are zeroed there first
+(`torch.where`, so NaN/inf garbage in padding cannot leak into gradients). Stats are
+detached 0-dim tensors (`float(v)` works).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.utils.checkpoint
 from torch import Tensor
 
 from rlscale import metric_names as M
-from rlscale.presets import LossAggregation, PolicyLossName, check_registry, names
+from rlscale.aggregation import masked_mean, valid_tokens, zero_pad
+from rlscale.presets import PolicyLossName, check_registry
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _valid(mask: Tensor) -> Tensor:
-    return mask > 0
-
-
-def _zero_pad(x: Tensor, valid: Tensor) -> Tensor:
-    return torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def _as_tokens(adv: Tensor, like: Tensor) -> Tensor:
     if adv.dim() == 1:
         adv = adv.unsqueeze(-1)
     return adv.expand_as(like)
-
-
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of x over positions where mask > 0 (0 if there are none)."""
-    valid = _valid(mask)
-    return _zero_pad(x, valid).sum() / valid.sum().clamp(min=1)
 
 
 def _k3(log_ratio: Tensor) -> Tensor:
@@ -58,50 +45,6 @@ def _clip_stats(low: Tensor, high: Tensor, log_ratio: Tensor, mask: Tensor) -> d
         M.CLIP_HIGH: masked_mean(high.float(), mask),
         M.KL_OLD: masked_mean(_k3(log_ratio), mask),
     }
-
-
-# --------------------------------------------------------------------------- aggregation
-
-
-def aggregate(
-    loss_mat: Tensor,
-    mask: Tensor,
-    mode: str,
-    *,
-    group_ids: Tensor | None = None,
-    max_len: int | None = None,
-) -> Tensor:
-    """Reduce a [B, T] loss to a scalar.
-
-    token-mean: sum / #tokens (DAPO eq. 10; TRL "dapo"/"bnpo").
-    seq-mean-token-mean: mean over sequences of each one's token mean (GRPO eq. 3; TRL "grpo").
-    seq-mean-token-sum: mean over sequences of each one's token sum.
-    seq-mean-token-sum-norm: sum / (B * max_len), max_len defaults to T (Dr. GRPO; TRL "dr_grpo").
-    prompt-level: mean over prompts of the token mean within each prompt's group (ScaleRL);
-    needs group_ids LongTensor[B].
-    """
-    valid = _valid(mask)
-    lm = _zero_pad(loss_mat, valid)
-    ntok = valid.sum(dim=-1).to(lm.dtype)
-    if mode == "token-mean":
-        return lm.sum() / ntok.sum().clamp(min=1)
-    if mode == "seq-mean-token-mean":
-        return (lm.sum(dim=-1) / ntok.clamp(min=1)).mean()
-    if mode == "seq-mean-token-sum":
-        return lm.sum(dim=-1).mean()
-    if mode == "seq-mean-token-sum-norm":
-        # Dr. GRPO, Liu et al. 2025: a constant normaliser (MAX_TOKENS), no length bias
-        return lm.sum() / (lm.shape[0] * (max_len if max_len is not None else lm.shape[-1]))
-    if mode == "prompt-level":
-        # ScaleRL, Khatri et al. 2025: prompt-average loss aggregation
-        if group_ids is None:
-            raise ValueError("prompt-level aggregation needs group_ids")
-        _, inv = torch.unique(group_ids, return_inverse=True)
-        n = int(inv.max()) + 1 if inv.numel() else 0
-        num = lm.new_zeros(n).index_add(0, inv, lm.sum(dim=-1))
-        den = lm.new_zeros(n).index_add(0, inv, ntok)
-        return (num / den.clamp(min=1)).mean()
-    raise ValueError(f"unknown loss aggregation {mode!r}; choose from {names(LossAggregation)}")
 
 
 # --------------------------------------------------------------------------- policy losses
@@ -125,9 +68,9 @@ def ppo_clip(
     removed, as TRL counts them) and kl/old = k3 estimate of KL(pi_old || pi), masked means.
     """
     # PPO, Schulman et al. 2017, eq. 7; clip-higher, DAPO, Yu et al. 2025, eq. 10
-    valid = _valid(mask)
-    log_ratio = _zero_pad(logp - old_logp, valid)
-    adv = _zero_pad(_as_tokens(adv, logp), valid)
+    valid = valid_tokens(mask)
+    log_ratio = zero_pad(logp - old_logp, valid)
+    adv = zero_pad(_as_tokens(adv, logp), valid)
     ratio = torch.exp(log_ratio)
     surr1 = ratio * adv
     surr2 = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
@@ -161,10 +104,10 @@ def gspo(
     "seq-mean-token-mean". Defaults are the paper's clip range (3e-4, 4e-4).
     """
     # GSPO, Zheng et al. 2025, eq. 7: s_i = (pi(y_i|x) / pi_old(y_i|x))^(1/|y_i|); GSPO-token form
-    valid = _valid(mask)
-    log_ratio = _zero_pad(logp - old_logp, valid)
-    logp_v = _zero_pad(logp, valid)
-    adv = _zero_pad(_as_tokens(adv, logp), valid)
+    valid = valid_tokens(mask)
+    log_ratio = zero_pad(logp - old_logp, valid)
+    logp_v = zero_pad(logp, valid)
+    adv = zero_pad(_as_tokens(adv, logp), valid)
     n = valid.sum(dim=-1).clamp(min=1)
     log_s = log_ratio.sum(dim=-1) / n  # [B]
     log_s_tok = log_s.detach().unsqueeze(-1) + logp_v - logp_v.detach()
@@ -199,10 +142,10 @@ def cispo(
     MiniMax-M1 eq. 5 and verl).
     """
     # CISPO, MiniMax-M1 2025 (arXiv 2506.13585), eq. 4; clipped IS weight eq. 5
-    valid = _valid(mask)
-    log_ratio = _zero_pad(logp - old_logp, valid)
-    logp_v = _zero_pad(logp, valid)
-    adv = _zero_pad(_as_tokens(adv, logp), valid)
+    valid = valid_tokens(mask)
+    log_ratio = zero_pad(logp - old_logp, valid)
+    logp_v = zero_pad(logp, valid)
+    adv = zero_pad(_as_tokens(adv, logp), valid)
     ratio = torch.exp(log_ratio)
     lo = None if eps_low is None else 1.0 - eps_low
     hi = None if eps_high is None else 1.0 + eps_high
@@ -217,11 +160,11 @@ def cispo(
 
 def _centred_cov(logp: Tensor, adv: Tensor, valid: Tensor) -> Tensor:
     """Per-token (logp - mean logp)(A - mean A) over valid tokens; 0 at padding. Detached."""
-    logp = _zero_pad(logp.detach().float(), valid)
-    adv = _zero_pad(adv.detach().float(), valid)
+    logp = zero_pad(logp.detach().float(), valid)
+    adv = zero_pad(adv.detach().float(), valid)
     n = valid.sum().clamp(min=1)
     prod = (logp - logp.sum() / n) * (adv - adv.sum() / n)
-    return _zero_pad(prod, valid)
+    return zero_pad(prod, valid)
 
 
 def logp_adv_covariance(logp: Tensor, adv: Tensor, mask: Tensor, *, q: float = 0.99) -> dict:
@@ -231,7 +174,7 @@ def logp_adv_covariance(logp: Tensor, adv: Tensor, mask: Tensor, *, q: float = 0
     -Cov(log pi, A) and that a few high-covariance tokens dominate it (hence the quantile).
     """
     # Cui et al. 2025 (arXiv 2505.22617): dH ~ -Cov(log pi(a|s), A(s, a))
-    valid = _valid(mask)
+    valid = valid_tokens(mask)
     prod = _centred_cov(logp, _as_tokens(adv, logp), valid)
     vals = prod[valid]
     if vals.numel() == 0:
@@ -259,12 +202,12 @@ def clip_cov(
     Defaults are the paper's (r = 2e-4, omega in (1, 5)); at least one token is drawn.
     """
     # Clip-Cov, Cui et al. 2025 (arXiv 2505.22617): detach tokens with Cov in (w_low, w_high)
-    valid = _valid(mask)
+    valid = valid_tokens(mask)
     adv_t = _as_tokens(adv, logp)
     loss, stats = ppo_clip(logp, old_logp, adv_t, mask, eps_low=eps_low, eps_high=eps_high)
     with torch.no_grad():
-        ratio = torch.exp(_zero_pad(logp - old_logp, valid))
-        a = _zero_pad(adv_t, valid)
+        ratio = torch.exp(zero_pad(logp - old_logp, valid))
+        a = zero_pad(adv_t, valid)
         clipped = ((ratio < 1.0 - eps_low) & (a < 0)) | ((ratio > 1.0 + eps_high) & (a > 0))
         cov = _centred_cov(logp, adv_t, valid)
         cand = valid & ~clipped & (cov > clip_cov_lb) & (cov < clip_cov_ub)
@@ -292,9 +235,9 @@ def kl_cov(
     of tokens by centred covariance (at least one). Defaults are the paper's (k = 2e-3, beta = 1).
     """
     # KL-Cov, Cui et al. 2025 (arXiv 2505.22617): L = -r A + beta |log pi - log pi_old| on top-k Cov
-    valid = _valid(mask)
-    adv_t = _zero_pad(_as_tokens(adv, logp), valid)
-    log_ratio = _zero_pad(logp - old_logp, valid)
+    valid = valid_tokens(mask)
+    adv_t = zero_pad(_as_tokens(adv, logp), valid)
+    log_ratio = zero_pad(logp - old_logp, valid)
     ratio = torch.exp(log_ratio)
     loss = -ratio * adv_t
     with torch.no_grad():
@@ -338,7 +281,7 @@ def kl_penalty(logp: Tensor, ref_logp: Tensor, kind: str = "k3", *, mask: Tensor
     # Schulman 2020, "Approximating KL divergence" (k1, k2, k3)
     diff = logp - ref_logp
     if mask is not None:
-        diff = _zero_pad(diff, _valid(mask))
+        diff = zero_pad(diff, valid_tokens(mask))
     if kind == "k1":
         return diff
     if kind == "k2":
@@ -356,15 +299,15 @@ def truncated_is_weight(old_logp: Tensor, sampler_logp: Tensor, mask: Tensor, *,
     cap = 2 is the paper's C (TRL's token_truncate mode defaults to 3).
     """
     # TIS, Yao et al. 2025, "Your efficient RL framework secretly brings you off-policy RL"
-    valid = _valid(mask)
-    d = _zero_pad(old_logp.detach() - sampler_logp.detach(), valid)
-    return _zero_pad(torch.exp(d).clamp(max=cap), valid)
+    valid = valid_tokens(mask)
+    d = zero_pad(old_logp.detach() - sampler_logp.detach(), valid)
+    return zero_pad(torch.exp(d).clamp(max=cap), valid)
 
 
 def mismatch_kl(old_logp: Tensor, sampler_logp: Tensor, mask: Tensor) -> Tensor:
     """k3 estimate of KL(sampler || learner) over response tokens (the `mismatch/kl` metric)."""
-    valid = _valid(mask)
-    d = _zero_pad(old_logp.detach() - sampler_logp.detach(), valid).clamp(-20.0, 20.0)
+    valid = valid_tokens(mask)
+    d = zero_pad(old_logp.detach() - sampler_logp.detach(), valid).clamp(-20.0, 20.0)
     return masked_mean(_k3(d), mask)
 
 
@@ -376,10 +319,10 @@ def value_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO clipped value loss 0.5 * max((V - R)^2, (V_old + clip(V - V_old, +-c) - R)^2), [B, T]."""
     # PPO value clipping, as in OpenAI baselines ppo2 / TRL PPOTrainer / verl compute_value_loss
-    valid = _valid(mask)
-    v = _zero_pad(values, valid)
-    v_old = _zero_pad(old_values, valid)
-    ret = _zero_pad(returns, valid)
+    valid = valid_tokens(mask)
+    v = zero_pad(values, valid)
+    v_old = zero_pad(old_values, valid)
+    ret = zero_pad(returns, valid)
     l1 = (v - ret).square()
     if clip is None:
         loss = 0.5 * l1
@@ -395,7 +338,7 @@ def value_loss(
 
 def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
     """1 - Var[R - V] / Var[R] over response tokens; NaN when Var[R] = 0."""
-    valid = _valid(mask)
+    valid = valid_tokens(mask)
     r = returns.detach().float()[valid]
     v = values.detach().float()[valid]
     if r.numel() < 2:
@@ -404,63 +347,3 @@ def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
     if var_r == 0:
         return torch.tensor(float("nan"))
     return 1.0 - (r - v).var() / var_r
-
-
-# --------------------------------------------------------------------------- logits
-
-
-def _run_chunked(fn, logits: Tensor, *extra: Tensor, chunk_size: int | None) -> Tensor:
-    """Apply fn to [N, V] row chunks of logits viewed as [B*T, V]; fp32 work stays per chunk.
-
-    Default chunk: as many token rows as fit ~256 MiB of fp32 temporaries (copy, softmax,
-    product), so a 150k vocabulary runs ~150 tokens at a time whatever B and T are.
-    """
-    lead, vocab = logits.shape[:-1], logits.shape[-1]
-    flat = logits.reshape(-1, vocab)
-    flat_extra = [e.reshape(-1) for e in extra]
-    rows = chunk_size if chunk_size is not None else (1 << 28) // max(1, vocab * 4 * 3)
-    rows = max(1, rows)
-    grad = torch.is_grad_enabled() and logits.requires_grad
-    outs = []
-    for i in range(0, flat.shape[0], rows):
-        args = (flat[i : i + rows], *(e[i : i + rows] for e in flat_extra))
-        if grad:  # recompute each chunk in backward rather than keep its fp32 temporaries
-            outs.append(torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False))
-        else:
-            outs.append(fn(*args))
-    if not outs:
-        return flat.new_zeros(lead, dtype=torch.float32)
-    return torch.cat(outs, dim=0).reshape(lead)
-
-
-def _entropy_chunk(x: Tensor) -> Tensor:
-    x = x.float()
-    x = x - x.amax(dim=-1, keepdim=True).detach()  # shift first: lse - E[x] cancels otherwise
-    lse = torch.logsumexp(x, dim=-1)
-    p = torch.softmax(x, dim=-1)
-    px = torch.where(p > 0, p * x, torch.zeros((), dtype=x.dtype, device=x.device))
-    return lse - px.sum(dim=-1)  # H = logsumexp(x) - sum_v p_v x_v
-
-
-def entropy_from_logits(logits: Tensor, *, chunk_size: int | None = None) -> Tensor:
-    """[B, T, V] -> [B, T] full-vocabulary entropy in nats, in fp32, chunked over tokens.
-
-    chunk_size: token rows per chunk (default: what fits ~256 MiB of fp32 temporaries). With
-    grad enabled each chunk is checkpointed, so backward recomputes it instead of storing it.
-    """
-    return _run_chunked(_entropy_chunk, logits, chunk_size=chunk_size)
-
-
-def _logprob_chunk(x: Tensor, tokens: Tensor) -> Tensor:
-    x = x.float()
-    picked = x.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(x, dim=-1)
-
-
-def logprobs_from_logits(logits: Tensor, tokens: Tensor, *, chunk_size: int | None = None) -> Tensor:
-    """[B, T, V], [B, T] -> [B, T] log pi(token) in fp32 (x_token - logsumexp x), chunked as
-    entropy_from_logits is.
-
-    Negative token ids (e.g. -100 label padding) are read as id 0; mask those positions.
-    """
-    return _run_chunked(_logprob_chunk, logits, tokens.clamp(min=0), chunk_size=chunk_size)

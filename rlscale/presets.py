@@ -3,7 +3,7 @@
 Keys (every preset has all of them):
   advantage        ADVANTAGE_ESTIMATORS name (rewards [P, G] -> advantages), or "gae" (critic)
   policy_loss      POLICY_LOSSES name
-  loss_agg         losses.aggregate mode
+  loss_agg         aggregation.aggregate mode
   eps_low/eps_high clip offsets from 1 (ratio in [1 - eps_low, 1 + eps_high]); None = no bound
   kl_coef          weight of KL(pi || pi_ref); 0 = no reference model
   kl_estimator     "k1" | "k2" | "k3" (losses.kl_penalty)

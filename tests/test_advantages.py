@@ -16,7 +16,8 @@ from rlscale.advantages import (
     rloo,
     zero_variance_groups,
 )
-from rlscale.losses import POLICY_LOSSES, aggregate
+from rlscale.aggregation import aggregate
+from rlscale.losses import POLICY_LOSSES
 from rlscale.presets import ALGO_PRESETS
 
 T = torch.tensor

@@ -8,9 +8,11 @@ import torch
 
 from rlscale import accounting
 from rlscale.batch import Batch, Group, Sample
-from rlscale.config import ConfigError, LearnerConfig, LoraConfig
+from rlscale.config import ConfigError
 from rlscale.config_io import build_config
-from rlscale.learner import ADAPTER_DIR, Learner
+from rlscale.config_sections import LearnerConfig, LoraConfig
+from rlscale.learner import Learner
+from rlscale.lora import ADAPTER_DIR
 
 LORA = LearnerConfig(lr=1e-2, lora=LoraConfig(rank=4, alpha=8.0))
 

@@ -8,18 +8,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from rlscale.aggregation import aggregate
+from rlscale.logits import entropy_from_logits, logprobs_from_logits
 from rlscale.losses import (
     POLICY_LOSSES,
-    aggregate,
     cispo,
     clip_cov,
-    entropy_from_logits,
     explained_variance,
     gspo,
     kl_cov,
     kl_penalty,
     logp_adv_covariance,
-    logprobs_from_logits,
     mismatch_kl,
     ppo_clip,
     truncated_is_weight,

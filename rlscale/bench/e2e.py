@@ -14,7 +14,7 @@ from rlscale import metric_names as M
 from rlscale.bench.breakdown import _print_breakdown, step_breakdown
 from rlscale.bench.common import DEMO_CONFIG, _machine, _opt, _threads
 
-# rlscale loss aggregation -> TRL GRPOConfig.loss_type (see rlscale.losses.aggregate)
+# rlscale loss aggregation -> TRL GRPOConfig.loss_type (see rlscale.aggregation.aggregate)
 _TRL_LOSS_TYPE = {"seq-mean-token-mean": "grpo", "token-mean": "dapo", "seq-mean-token-sum-norm": "dr_grpo"}
 # rlscale advantage estimator -> TRL GRPOConfig.scale_rewards
 _TRL_SCALE_REWARDS = {"grpo": "group", "dr_grpo": "none"}
