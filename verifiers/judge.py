@@ -23,10 +23,35 @@ from contextlib import ExitStack
 from rlscale.verifiers import Verdict
 from rlscale.verifiers.sandbox import MAX_FILE_BYTES, Fds, Sandbox, read_now, run_problem, scratch_folder
 
+# JSON as the json package reads and writes it, from the same C scanner and encoder, without
+# importing the package: it imports re, which costs a sandbox more CPU than the rest of start-up.
+_JSON = r"""
+import _json
+class JSONContext:  # what the scanner reads from a json.JSONDecoder
+    strict, object_hook, object_pairs_hook, parse_float, parse_int = True, None, None, float, int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+scan_json = _json.make_scanner(JSONContext)
+def loads(text):
+    text = (text.decode("utf-8", "surrogatepass") if type(text) is bytes else text).strip(" \t\n\r")
+    try:
+        value, end = scan_json(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        raise ValueError("extra data after JSON")
+    return value
+def not_serializable(value):
+    raise TypeError(f"{type(value).__name__[:40]} is not JSON serializable")
+def dumps(value):
+    # json.dumps's settings; a fresh encoder each time, as its markers (cycle check) are per call
+    encoder = _json.make_encoder({}, not_serializable, _json.encode_basestring_ascii, None, ": ", ", ",
+                                 False, False, True)
+    return "".join(encoder(value, 0))
+"""
+
 # Plain data across the boundary, shared by the runner and the judge. Only exact builtin
 # types are encoded; decoding builds fresh builtin objects from JSON, whoever wrote it.
 _CODEC = r"""
-import json
 def encode(value, ref=None):
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
@@ -66,8 +91,8 @@ def decode(data, resolve=None):
 
 # How both sandboxed scripts start (argv holds no secret: limits, uid, fd numbers, paths).
 _PROLOGUE = r"""
-import builtins, json, os, resource, sys, types
-config = json.loads(sys.argv[1])
+import builtins, os, resource, sys, types
+config = loads(sys.argv[1])
 sys.path += config["path"]
 for name, value in config["limits"].items():
     limit = getattr(resource, name)
@@ -85,6 +110,7 @@ if config["uid"]:
 # The candidate: runs the program as __main__, then answers the judge's requests.
 RUNNER = (
     "# rlscale-sandbox-runner"
+    + _JSON
     + _PROLOGUE
     + _CODEC
     + r"""
@@ -147,25 +173,26 @@ if config["mode"] == "serve":
     def answer(request):
         try:
             if "get" in request:
-                return json.dumps(describe(request["get"]))
+                return dumps(describe(request["get"]))
             function = names[request["call"]]
             args = decode(request["args"], names.__getitem__)
             kwargs = decode(request["kwargs"], names.__getitem__)
-            return json.dumps({"value": encode(function(*args, **kwargs))})
+            return dumps({"value": encode(function(*args, **kwargs))})
         except BaseException as error:  # SystemExit from a called function fails its test
             try:
-                return json.dumps({"raise": [type(error).__name__, str(error)[:2000]]})
+                return dumps({"raise": [type(error).__name__, str(error)[:2000]]})
             except BaseException:
-                return json.dumps({"raise": ["TypeError", "an exception that cannot be shown"]})
+                return dumps({"raise": ["TypeError", "an exception that cannot be shown"]})
     replies.write(b'{"loaded": true}\n')
     for line in requests:
-        replies.write(answer(json.loads(line)).encode() + b"\n")
+        replies.write(answer(loads(line)).encode() + b"\n")
 """
 )
 
 # The judge: runs the tests in a sandbox of its own, where the program's names are proxies.
 JUDGE = (
     "# rlscale-sandbox-judge"
+    + _JSON
     + _PROLOGUE
     + _CODEC
     + r"""
@@ -194,7 +221,7 @@ class Function:
         return decode(reply["value"])
 def ask(request):
     try:
-        requests.write(json.dumps(request).encode() + b"\n")
+        requests.write(dumps(request).encode() + b"\n")
     except BrokenPipeError:
         raise ProgramGone from None
     line = replies.readline(config["max_reply"])
@@ -202,7 +229,7 @@ def ask(request):
         raise ProgramGone
     if not line.endswith(b"\n"):
         raise ValueError("the program's reply is too large")
-    reply = json.loads(line)
+    reply = loads(line)
     if type(reply) is not dict:
         raise ValueError("malformed reply")
     return reply
