@@ -17,6 +17,7 @@ import contextlib
 import errno
 import functools
 import json
+import marshal
 import math
 import os
 import re
@@ -42,8 +43,11 @@ REASON_TAIL_CHARS = 600
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache")
 SANDBOX_SOURCE = "/sandbox/main.py"
 # Isolated, without `site` (its .pth hooks cost more than the rest of start-up); the installed
-# packages stay importable through an explicit path.
+# packages stay importable through an explicit path. The script comes compiled, before its
+# config on the command line (compiling it in every sandbox costs more than loading its
+# bytecode), and then finds its config in sys.argv[1].
 _PYTHON = (sys.executable, "-I", "-S", "-B", "-c")
+_LOAD_SCRIPT = "import marshal, sys; exec(marshal.loads(bytes.fromhex(sys.argv.pop(1))))"
 _SITE_PACKAGES = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
 
 # What a program's source mentions: hack surfaces (telemetry only; rlscale.verifiers.code lists them).
@@ -158,7 +162,7 @@ class Sandbox:
             **extra,
         }
         passed = [value for key, value in config.items() if key.endswith("_fd")]
-        python = [*_PYTHON, self.script, json.dumps(config)]
+        python = [*_PYTHON, _LOAD_SCRIPT, _compiled(self.script), json.dumps(config)]
         if self.sandboxed:
             seccomp_read, seccomp_write = self.fds.pipe()
             os.write(seccomp_write, seccomp_filter())
@@ -260,7 +264,20 @@ def run_problem(run: Run, timeout_s: float, memory_mb: int) -> str | None:
     return f"{what}: {tail}" if tail else what
 
 
+@functools.cache
+def _compiled(script: str) -> str:
+    """The script's bytecode for this interpreter, in hex (an argument cannot hold NUL bytes)."""
+    return marshal.dumps(compile(script, "<string>", "exec")).hex()
+
+
 def _bwrap_command(source_path: Path, inside: str, info_fd: int, seccomp_fd: int) -> list[str]:
+    command = [*_bwrap_options(), "--ro-bind", str(source_path), inside, "--chdir", "/tmp"]
+    return command + ["--seccomp", str(seccomp_fd), "--info-fd", str(info_fd), "--"]
+
+
+@functools.cache
+def _bwrap_options() -> tuple[str, ...]:
+    """What every sandbox shares: isolation, limits and the host paths it sees (looked up once)."""
     if os.geteuid() == 0:
         # Every namespace but the user one: as root it would map the sandbox to host root,
         # whom RLIMIT_NPROC exempts. The runner instead drops to an unused uid, with these caps.
@@ -283,9 +300,7 @@ def _bwrap_command(source_path: Path, inside: str, info_fd: int, seccomp_fd: int
     for folder in _folders_above(_interpreter_paths()):
         # bwrap copies the host's modes onto the folders it creates, e.g. /root's 0700.
         command += ["--chmod", "755", folder]
-    command += ["--perms", "755", "--dir", os.path.dirname(SANDBOX_SOURCE)]
-    command += ["--ro-bind", str(source_path), inside, "--chdir", "/tmp"]
-    return command + ["--seccomp", str(seccomp_fd), "--info-fd", str(info_fd), "--"]
+    return (*command, "--perms", "755", "--dir", os.path.dirname(SANDBOX_SOURCE))
 
 
 @functools.cache
