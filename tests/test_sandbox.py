@@ -16,7 +16,7 @@ import uuid
 import psutil
 import pytest
 
-from rlscale.verifiers import Verdict, code
+from rlscale.verifiers import Verdict, cgroup, code, sandbox
 
 HOSTILE_TIMEOUT_S = 2.0
 SLACK_S = 4.0  # start-up and teardown beyond the timeout
@@ -486,7 +486,7 @@ def test_detached_child_is_gone_after_a_timeout():
 def sandbox_cgroups() -> set[str]:
     found = set()
     for controller in ("memory", "pids"):
-        folder = code.CGROUP_ROOT / controller / code.CGROUP_NAME
+        folder = cgroup.CGROUP_ROOT / controller / cgroup.CGROUP_NAME
         if folder.is_dir():
             found |= {f"{controller}/{child.name}" for child in folder.iterdir() if child.is_dir()}
     return found
@@ -516,7 +516,7 @@ def test_each_sandbox_has_its_own_cgroup_with_limits_and_it_is_removed():
     assert run(name_self(marker) + "import time\ntime.sleep(1.5)", "assert True", memory_mb=300).correct
     watcher.join()
     assert set(found) == {"memory", "pids"} and found["memory"] == found["pids"], found
-    assert found["memory"].startswith(f"/{code.CGROUP_NAME}/")
+    assert found["memory"].startswith(f"/{cgroup.CGROUP_NAME}/")
     assert sandbox_cgroups() <= before and not os.path.exists(f"/sys/fs/cgroup/pids{found['pids']}")
 
 
@@ -581,7 +581,7 @@ def test_threads_count_against_the_process_limit():
         except RuntimeError:
             pass
     """
-    assert run(program, f"assert started < {code.MAX_PROCESSES}", timeout_s=5).correct
+    assert run(program, f"assert started < {sandbox.MAX_PROCESSES}", timeout_s=5).correct
 
 
 def key_users() -> str:
