@@ -85,11 +85,23 @@ def start(cfg: RunConfig) -> None:
     else:
         print(f"Ray ready; engine, learner and Ray logs: {where} (RLSCALE_ACTOR_LOGS=1 shows them here)")
     tp = cfg.rollout.tensor_parallel_size
-    gpus = ray.cluster_resources().get("GPU", 0.0)
+    gpus = _cluster_gpus()
     if tp > 1 and gpus < tp:  # vLLM's tensor parallelism splits a model over GPUs: none on CPU
         raise RunStopped(
             f"rollout.tensor_parallel_size={tp}: tensor parallelism needs {tp} GPUs per engine; "
             f"this Ray cluster has {gpus:g}. Set rollout.tensor_parallel_size=1."
+        )
+    if cfg.rollout.colocate and gpus < cfg.learner.world_size:  # vLLM's sleep mode is CUDA only
+        raise RunStopped(
+            f"rollout.colocate: vLLM's sleep mode needs CUDA GPUs, one per learner rank "
+            f"({cfg.learner.world_size}); this Ray cluster has {gpus:g}. Set rollout.colocate=false."
+        )
+    wanted = gpus_wanted(cfg, gpus)
+    if wanted > gpus:  # disaggregated on GPUs: actors that cannot be placed would wait forever
+        raise RunStopped(
+            f"this run's engines and learner ranks need {wanted:g} GPUs (one per learner rank, "
+            f"rollout.tensor_parallel_size per engine); this Ray cluster has {gpus:g}. "
+            "Set rollout.colocate=true to share them, or add GPUs."
         )
     free = ray.available_resources().get("CPU", 0.0)
     if free < needed:  # actors that cannot be placed would wait forever
@@ -109,11 +121,41 @@ def actor_threads(cfg: RunConfig) -> int:
     return max(1, (os.cpu_count() or 1) // busy_at_once)
 
 
-def actor_options(cfg: RunConfig, num_cpus: float) -> dict:
+def gpu_shares(cfg: RunConfig, cluster_gpus: float) -> tuple[float, float]:
+    """GPUs asked of Ray by (each engine, each learner rank): none on a cluster without GPUs;
+    disaggregated, `tensor_parallel_size` per engine and one per rank; colocated, half a GPU
+    each, so that Ray puts one engine and one rank on every GPU."""
+    if cluster_gpus <= 0:
+        return 0.0, 0.0
+    if cfg.rollout.colocate:
+        return 0.5, 0.5
+    return float(cfg.rollout.tensor_parallel_size), 1.0
+
+
+def gpus_wanted(cfg: RunConfig, cluster_gpus: float) -> float:
+    engine, rank = gpu_shares(cfg, cluster_gpus)
+    return cfg.rollout.workers * engine + cfg.learner.world_size * rank
+
+
+def actor_options(cfg: RunConfig, num_cpus: float, num_gpus: float = 0.0) -> dict:
     """Ray `.options(...)` for one of this run's actors."""
     env_vars = {
         "OMP_NUM_THREADS": str(actor_threads(cfg)),
         "VLLM_LOGGING_LEVEL": "ERROR",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    return {"num_cpus": num_cpus, "runtime_env": {"env_vars": env_vars}}
+    return {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": env_vars}}
+
+
+def engine_options(cfg: RunConfig) -> dict:
+    """`.options(...)` of one rollout engine: its CPUs and, on GPUs, its share (`gpu_shares`)."""
+    return actor_options(cfg, cfg.ray.worker_cpus, gpu_shares(cfg, _cluster_gpus())[0])
+
+
+def learner_options(cfg: RunConfig) -> dict:
+    """`.options(...)` of one learner rank: its CPUs and, on GPUs, its share (`gpu_shares`)."""
+    return actor_options(cfg, cfg.ray.learner_cpus, gpu_shares(cfg, _cluster_gpus())[1])
+
+
+def _cluster_gpus() -> float:
+    return ray.cluster_resources().get("GPU", 0.0)

@@ -37,6 +37,21 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names the file and the key."""
 
 
+def _check_colocated(cfg) -> None:
+    """Colocated mode pairs one engine with one learner rank on each GPU and puts the engine to
+    sleep while the rank updates; anything that would have them work at once is refused."""
+    if cfg.trainer.off_policy_steps:
+        raise ValueError("rollout.colocate: the engines sleep during updates, so off-policy sampling "
+                         "(trainer.off_policy_steps > 0) cannot overlap them; set it to 0")  # fmt: skip
+    if cfg.rollout.tensor_parallel_size != 1:
+        raise ValueError("rollout.colocate: one engine per GPU; set rollout.tensor_parallel_size=1")
+    if cfg.rollout.workers != cfg.learner.world_size:
+        raise ValueError(
+            f"rollout.colocate: one engine and one learner rank per GPU, so rollout.workers "
+            f"({cfg.rollout.workers}) must equal learner.world_size ({cfg.learner.world_size})"
+        )
+
+
 class RunConfig(StrictModel):
     name: str = Field("run", description="run name: the run directory is <output_dir>/<name>")
     output_dir: str = Field("runs", description="folder of run directories")
@@ -97,6 +112,8 @@ class RunConfig(StrictModel):
                 f"model: {self.model!r} is neither builtin:<size> nor a local HF model dir "
                 "(rlscale model import brings in a GGUF file; make smollm2 imports SmolLM2)"
             )
+        if self.rollout.colocate:
+            _check_colocated(self)
         if self.trainer.off_policy_steps and (self.rollout.temperature != 1.0 or self.rollout.top_p != 1.0):
             raise ValueError(
                 "trainer.off_policy_steps: the stale batch's PPO ratio uses the sampler's log-probs, "

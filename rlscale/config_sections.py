@@ -153,6 +153,11 @@ class RolloutConfig(StrictModel):
     tensor_parallel_size: int = Field(
         1, ge=1, description="GPUs each vLLM engine splits its model over (tensor parallel); GPUs only"
     )
+    colocate: bool = Field(
+        False,
+        description="engines and learner ranks share GPUs, one of each per GPU; vLLM sleeps during "
+        "each update (CUDA only; on-policy, tensor_parallel_size 1, workers = learner.world_size)",
+    )
 
 
 class LoraConfig(StrictModel):

@@ -346,14 +346,21 @@ class LearnerGroup:
 
 def start(cfg, model_dir: str, **learner_kwargs):
     """The run's learner: one `LearnerActor` (world_size 1, the plain path) or a `LearnerGroup`."""
-    options = cluster.actor_options(cfg, cfg.ray.learner_cpus)
+    options = cluster.learner_options(cfg)
+    rank_gpus = options["num_gpus"]
     if cfg.learner.world_size == 1:
         return LearnerActor.options(**options).remote(model_dir, **learner_kwargs)
     world = cfg.learner.world_size
     env_vars = options["runtime_env"]["env_vars"]  # the ranks compute at once: they split the threads
     env_vars["OMP_NUM_THREADS"] = str(max(1, int(env_vars["OMP_NUM_THREADS"]) // world))
+    bundle = {"CPU": options["num_cpus"], **({"GPU": rank_gpus} if rank_gpus else {})}
     return LearnerGroup(
-        world, model_dir, num_cpus=options["num_cpus"], runtime_env=options["runtime_env"], **learner_kwargs
+        world,
+        model_dir,
+        num_cpus=options["num_cpus"],
+        runtime_env=options["runtime_env"],
+        bundles=[dict(bundle) for _ in range(world)],
+        **learner_kwargs,
     )
 
 

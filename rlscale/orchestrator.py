@@ -144,17 +144,19 @@ class Orchestrator:
         engines = f"{cfg.rollout.workers} rollout engine{'s' * (cfg.rollout.workers > 1)} (vLLM)"
         phases.begin(engines)
         self.engines = EnginePool(
-            lambda index: RolloutActor.options(**cluster.actor_options(cfg, cfg.ray.worker_cpus)).remote(
+            lambda index: RolloutActor.options(**cluster.engine_options(cfg)).remote(
                 policy_dir,
                 seed=cfg.trainer.seed + index,
                 max_model_len=max_model_len,
                 kv_cache_gib=cfg.rollout.kv_cache_gib,
                 tensor_parallel_size=cfg.rollout.tensor_parallel_size,
+                sleep_mode=cfg.rollout.colocate,
             ),
             cfg.rollout.workers,
             max_restarts=cfg.trainer.max_worker_restarts,
             current_weights=lambda: self.learner.weights.remote(),
             on_restart=self._count_restart,
+            colocated=cfg.rollout.colocate,
         )
         self.n_params = ray.get(self.learner.num_parameters.remote())
         self.n_lora = ray.get(self.learner.lora_parameters.remote())
@@ -202,7 +204,8 @@ class Orchestrator:
         else:
             got = self.collector.collect(step)
             t_learn = time.perf_counter()
-            stats = ray.get(self.learner.update.remote(got.batch)) if got.batch.groups else {}
+            with self.engines.asleep():  # colocated: vLLM frees the GPU for the update
+                stats = ray.get(self.learner.update.remote(got.batch)) if got.batch.groups else {}
             t_sync = time.perf_counter()
             sync_s = self.engines.sync(self.learner.weights.remote())
             times = {

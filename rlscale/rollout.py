@@ -11,6 +11,7 @@ import math
 import os
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +84,7 @@ class RolloutEngine:
         max_model_len: int,
         kv_cache_gib: float,
         tensor_parallel_size: int = 1,
+        sleep_mode: bool = False,
     ):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
@@ -107,6 +109,7 @@ class RolloutEngine:
             logprobs_mode="processed_logprobs",  # after temperature/top-p: what was sampled from
             gpu_memory_utilization=0.5,
             tensor_parallel_size=tensor_parallel_size,  # >1: GPUs only (refused at run start on CPU)
+            enable_sleep_mode=sleep_mode,  # colocated mode, CUDA only (refused at run start on CPU)
             # a prefill split across engine steps makes vLLM rewind the request's seeded
             # generator, which CPU generators cannot do: give every step room for whole prompts
             max_num_batched_tokens=max(8192, max_model_len * 256),
@@ -157,6 +160,14 @@ class RolloutEngine:
         """Answers once the engine has started (Ray runs no call before __init__ has returned)."""
         return True
 
+    def sleep(self) -> None:
+        """Colocated mode: weights to host memory and the KV cache dropped, the GPU left to the
+        learner rank beside it (vLLM sleep level 1)."""
+        self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        self.llm.wake_up()
+
     def load_weights(self, weights: FlatWeights) -> float:
         """Weights in place (vLLM re-packs them for its kernels); returns the seconds it took."""
         start = time.perf_counter()
@@ -194,10 +205,26 @@ class EnginePool:
     A step fails with RunStopped after `max_restarts` restarts of one engine in a row.
     """
 
-    def __init__(self, start_engine, count: int, *, max_restarts: int, current_weights, on_restart):
+    def __init__(
+        self, start_engine, count: int, *, max_restarts: int, current_weights, on_restart, colocated=False
+    ):
         self.start_engine, self.max_restarts = start_engine, max_restarts
         self.current_weights, self.on_restart = current_weights, on_restart
+        self.colocated = colocated
         self.engines = [start_engine(i) for i in range(count)]
+
+    @contextmanager
+    def asleep(self):
+        """Colocated: the engines sleep while the block runs (the learner's update) and wake after
+        it, before the weight sync. Disaggregated: nothing."""
+        if not self.colocated:
+            yield
+            return
+        ray.get([engine.sleep.remote() for engine in self.engines])
+        try:
+            yield
+        finally:
+            ray.get([engine.wake_up.remote() for engine in self.engines])
 
     def generate(
         self, prompts: list[list[int]], *, n: int, sampling: Sampling, seeds: list[int]

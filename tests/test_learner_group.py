@@ -288,3 +288,67 @@ def test_a_run_with_two_learner_ranks(ray_session, tmp_path):
     assert config["architectures"] == ["Qwen2ForCausalLM"]  # the model's class, not FSDP's
     run(build_config({**base, "trainer": {"steps": 3, "checkpoint_every": 2}}), resume=True)
     assert list(load_metrics(tmp_path / "sharded")["step"]) == [1, 2, 3]
+
+
+def test_colocated_mode_is_checked_at_load_and_gpu_shares_follow_the_mode():
+    from rlscale.cluster import gpu_shares, gpus_wanted
+
+    ok = build_config({"rollout": {"colocate": True, "workers": 2}, "learner": {"world_size": 2}})
+    assert ok.rollout.colocate and not build_config({}).rollout.colocate
+    for bad, key in (
+        ({"rollout": {"colocate": True}, "trainer": {"off_policy_steps": 1}}, "off_policy_steps"),
+        ({"rollout": {"colocate": True, "tensor_parallel_size": 2}}, "tensor_parallel_size=1"),
+        ({"rollout": {"colocate": True, "workers": 2}}, r"workers \(2\) must equal learner.world_size \(1\)"),
+    ):
+        with pytest.raises(Exception, match=key):
+            build_config(bad)
+    # (engine, learner rank) GPUs: none without GPUs; one each (tp per engine) apart; half each together
+    assert gpu_shares(ok, 0) == (0.0, 0.0) and gpus_wanted(ok, 0) == 0
+    assert gpu_shares(ok, 2) == (0.5, 0.5) and gpus_wanted(ok, 2) == 2.0
+    apart = build_config({"rollout": {"workers": 2, "tensor_parallel_size": 2}, "learner": {"world_size": 2}})
+    assert gpu_shares(apart, 8) == (2.0, 1.0) and gpus_wanted(apart, 8) == 6.0
+
+
+def test_colocated_mode_on_cpu_is_refused_at_run_start(ray_session, tmp_path):
+    from rlscale import cluster
+    from rlscale.errors import RunStopped
+
+    if ray_session.cluster_resources().get("GPU", 0) >= 1:
+        pytest.skip("this cluster has GPUs for colocated mode")
+    cfg = build_config({"output_dir": str(tmp_path), "rollout": {"colocate": True}})
+    cfg.run_dir.mkdir(parents=True)
+    with pytest.raises(RunStopped, match=r"rollout.colocate: vLLM's sleep mode needs CUDA GPUs"):
+        cluster.start(cfg)
+
+
+def test_colocated_engines_sleep_through_the_update_and_wake_before_the_sync(ray_session):
+    from rlscale.rollout import EnginePool
+
+    @ray_session.remote(num_cpus=0)
+    class Engine:
+        def __init__(self):
+            self.calls = []
+
+        def sleep(self):
+            self.calls.append("sleep")
+
+        def wake_up(self):
+            self.calls.append("wake_up")
+
+        def log(self):
+            return self.calls
+
+    def pool(colocated):
+        return EnginePool(lambda i: Engine.remote(), 2, max_restarts=0, current_weights=None,
+                          on_restart=None, colocated=colocated)  # fmt: skip
+
+    together = pool(True)
+    with together.asleep():
+        assert [ray_session.get(e.log.remote()) for e in together.engines] == [["sleep"]] * 2
+    with pytest.raises(ValueError), together.asleep():  # an update that fails still wakes them
+        raise ValueError
+    assert [ray_session.get(e.log.remote()) for e in together.engines] == [["sleep", "wake_up"] * 2] * 2
+    apart = pool(False)
+    with apart.asleep():
+        pass
+    assert [ray_session.get(e.log.remote()) for e in apart.engines] == [[]] * 2
