@@ -109,6 +109,16 @@ class _ReplayTask(gymnasium.Wrapper):
         return self.env.reset(seed=seed, options={**(options or {}), "task": self.task})
 
 
+def sample_outside(env: Environment, rng: random.Random, held_out) -> Task:
+    """The next task whose prompt (repr) is not in `held_out` (eval.held_out: the evaluation's);
+    bounded, since a small task space may hold nothing else."""
+    for _ in range(1000):
+        task = env.sample(rng)
+        if repr(task.prompt) not in held_out:
+            return task
+    raise RuntimeError("eval.held_out: 1,000 draws in a row were evaluation tasks; the task space is too small")
+
+
 def as_episode(env: Environment | MultiTurnEnvironment, task: Task) -> gymnasium.Env:
     """A fresh gymnasium episode of `task` (from env.sample): one step for a single-turn env."""
     if isinstance(env, MultiTurnEnvironment):

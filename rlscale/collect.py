@@ -23,6 +23,7 @@ import torch
 from rlscale import advantages as adv_lib
 from rlscale import metric_names as M
 from rlscale.batch import Batch, Group, Sample
+from rlscale.envs.base import sample_outside
 from rlscale.envs.episodes import StepResult, Transcript, run_episodes
 from rlscale.rollout import Sampling
 from rlscale.verifiers import format as format_verifier
@@ -160,7 +161,7 @@ class Collector:
             kept = (
                 0 if refill == 0 else int((~adv_lib.zero_variance_groups(Scores.cat(scores).rewards)).sum())
             )
-            new_tasks = [self._draw(rng) for _ in range(P - kept)]
+            new_tasks = [sample_outside(self.env, rng, self.held_out) for _ in range(P - kept)]
             seeds = (cfg.trainer.seed, "sample", step, refill)
             new_groups, new_scores, seconds = self.play(
                 new_tasks, cfg.rollout.group_size, seeds, self.sampling
@@ -178,16 +179,6 @@ class Collector:
             keep &= keep.cumsum(0) <= P  # at most P groups per update
         batch = Batch([groups[i] for i in keep.nonzero().flatten().tolist()])
         return Collected(tasks, groups, sc, keep, batch, staleness, rollout_s, verify_s)
-
-    def _draw(self, rng: random.Random):
-        """The next training task, skipping held-out ones (bounded: the set is finite)."""
-        for _ in range(1000):
-            task = self.env.sample(rng)
-            if repr(task.prompt) not in self.held_out:
-                return task
-        raise RuntimeError(
-            "eval.held_out: 1,000 draws in a row were evaluation tasks; the task space is too small"
-        )
 
     def play(
         self, tasks: list, group_size: int, seed_parts: tuple, sampling: Sampling

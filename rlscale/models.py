@@ -22,6 +22,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
 
+from rlscale.envs.base import sample_outside
+
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 CHARS = string.digits + string.ascii_letters + string.punctuation + " \n"
 MAX_POSITIONS = 512
@@ -116,7 +118,7 @@ def warm_start(
     loss = torch.tensor(float("nan"))
     for _ in tqdm(range(steps), desc="warm start (supervised)", unit="step", leave=False):
         rows, masks = [], []
-        for task in _draw(env, rng, batch, held_out):
+        for task in (sample_outside(env, rng, held_out) for _ in range(batch)):
             prompt = tokenizer.encode(task.prompt)
             response = tokenizer.encode(env.demonstration(task)) + [tokenizer.eos_token_id]
             rows.append(prompt + response)
@@ -139,21 +141,6 @@ def warm_start(
 
 def cache_root() -> Path:
     return Path(os.environ.get("RLSCALE_CACHE", Path.home() / ".cache" / "rlscale"))
-
-
-def _draw(env, rng: random.Random, count: int, held_out: frozenset) -> list:
-    """`count` tasks whose prompts are not held out (the same rule as training's draws)."""
-    tasks, misses = [], 0
-    while len(tasks) < count:
-        task = env.sample(rng)
-        if repr(task.prompt) not in held_out:
-            tasks.append(task)
-            misses = 0
-        elif (misses := misses + 1) >= 1000:
-            raise RuntimeError(
-                "eval.held_out: 1,000 draws in a row were evaluation tasks; the task space is too small"
-            )
-    return tasks
 
 
 def builtin_spec(size_name: str, env_name: str, env_kwargs: dict, sft: dict, seed: int) -> dict:

@@ -9,9 +9,9 @@ import random
 import pytest
 
 from rlscale.envs import make_env
+from rlscale.envs.base import sample_outside
 from rlscale.models import (
     BUILTIN_SIZES,
-    _draw,
     build_model,
     build_tokenizer,
     builtin_params,
@@ -91,9 +91,10 @@ def test_warm_start_draws_never_include_held_out_prompts():
     rng = random.Random(0)
     held = frozenset(repr(env.sample(rng).prompt) for _ in range(300))  # most of them
     assert 40 < len(held) < 100
-    drawn = _draw(env, random.Random(1), 500, held)
+    rng = random.Random(1)
+    drawn = [sample_outside(env, rng, held) for _ in range(500)]
     assert len(drawn) == 500 and not {repr(t.prompt) for t in drawn} & held
     everything = frozenset(repr(f"{a}+{b}=") for a in range(10) for b in range(10))
     assert held < everything
     with pytest.raises(RuntimeError, match="eval.held_out"):
-        _draw(env, random.Random(1), 1, everything)
+        sample_outside(env, random.Random(1), everything)
