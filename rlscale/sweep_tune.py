@@ -122,12 +122,31 @@ def pick(tune: TuneSpec, points: list[Point], frames: dict[str, pd.DataFrame | N
             tied = [c for c in scored if c["score"] >= best - tune.tolerance]
             winner = tied[0]  # candidates are in increasing order: the smallest of the tied
             choice.update(chosen=dict(winner["values"]), score=winner["score"])
+            notes = []
             if len(tied) > 1:
-                choice["note"] = (
+                notes.append(
                     f"{len(tied)} candidates tie (within {tune.tolerance:g} of the best): the smallest wins"
                 )
+            notes += _edge_notes(tune, winner["values"])
+            choice["note"] = "; ".join(notes)
         choices.append(choice)
     return choices
+
+
+def _edge_notes(tune: TuneSpec, chosen: dict) -> list[str]:
+    """A pick at the smallest or largest of three or more numeric candidates: the best value
+    may lie outside the grid, and the tune stage cannot tell."""
+    notes = []
+    for key, value in chosen.items():
+        numbers = sorted({float(v) for v in tune.grid[key] if _order(v)[0] == 0})
+        if len(numbers) < 3 or _order(value)[0] != 0:
+            continue
+        for end, bound in (("smallest", numbers[0]), ("largest", numbers[-1])):
+            if float(value) == bound:
+                notes.append(
+                    f"{key}={_yaml_value(value)} is the {end} candidate: the best may lie beyond the grid"
+                )
+    return notes
 
 
 def rule_text(tune: TuneSpec) -> str:

@@ -107,7 +107,9 @@ def test_pick_highest_final_per_group_failed_never_wins_ties_go_smaller(tmp_path
     by_model = {c["per"]["model"]: c for c in choices}
     tiny, small = by_model["builtin:tiny"], by_model["builtin:small"]
     assert tiny["chosen"] == {"learner.lr": 3e-4} and tiny["score"] == pytest.approx(0.52)
+    assert tiny["note"] == ""  # inside the grid
     assert small["chosen"] == {"learner.lr": 1e-4} and "tie" in small["note"]
+    assert "learner.lr=0.0001 is the smallest candidate: the best may lie beyond the grid" in small["note"]
     failed = [c for c in small["candidates"] if c["values"]["learner.lr"] == 1e-3][0]
     assert math.isnan(failed["score"]) and failed["failed"] == ["model=builtin-small,lr=0.001,seed=1"]
     assert [c["values"]["learner.lr"] for c in tiny["candidates"]] == [1e-4, 3e-4, 1e-3]
@@ -139,6 +141,19 @@ def test_pick_rule_final_versus_mean():
     assert sweep_tune.pick(mean_rule, points, frames)[0]["chosen"] == {"learner.lr": 1e-4}
     no_column = {"a": frame(0.5).drop(columns="reward/mean"), "b": frame(0.1)}
     assert sweep_tune.pick(spec, points, no_column)[0]["chosen"] == {"learner.lr": 1e-3}
+
+
+def test_pick_at_the_top_of_the_grid_says_so_two_candidates_do_not():
+    from rlscale.sweep import Point
+
+    lrs = [1e-4, 3e-4, 1e-3]
+    points = [Point(f"p{i}", {"learner.lr": lr}, "g") for i, lr in enumerate(lrs)]
+    frames = {"p0": frame(0.2), "p1": frame(0.3), "p2": frame(0.4)}
+    (choice,) = sweep_tune.pick(TuneSpec(grid={"learner.lr": lrs}), points, frames)
+    assert choice["chosen"] == {"learner.lr": 1e-3}
+    assert choice["note"] == "learner.lr=0.001 is the largest candidate: the best may lie beyond the grid"
+    two = sweep_tune.pick(TuneSpec(grid={"learner.lr": lrs[1:]}), points[1:], frames)
+    assert two[0]["chosen"] == {"learner.lr": 1e-3} and two[0]["note"] == ""
 
 
 def test_choices_feed_the_main_points_and_tune_json_round_trips(tmp_path):
