@@ -246,14 +246,13 @@ def plot_ladder(sizes: list[SizeCurve], pred: LadderPrediction, path, *, x_label
     xmax = max((float(np.max(s.window()[0])) for s in sizes if len(s.window()[0])), default=1.0)
     for i, s in enumerate(sizes):
         color = f"C{i % 10}"
-        for x, y, *_ in s.curves:
-            ax.plot(x, y, ".", ms=2, alpha=0.3, color=color)
+        for j, (x, y, *_) in enumerate(s.curves):
+            label = f"{s.label} ({s.params / 1e6:.2g}M)" if j == 0 else None
+            ax.plot(x, y, ".", ms=2, alpha=0.3, color=color, label=label)
         sx = s.window()[0]
         if s.fit.ok and len(sx):
             grid = np.geomspace(max(float(sx.min()), 1e-12), float(sx.max()), 200)
-            ax.plot(
-                grid, s.fit.predict(grid), "-", color=color, label=f"{s.label} ({s.params / 1e6:.2g}M) fit"
-            )
+            ax.plot(grid, s.fit.predict(grid), "-", color=color, label=f"{s.label} fit")
     if pred.ok and pred.predicted is not None:
         tx = [s for s in sizes if s.label == pred.target][0].window()[0]
         grid = np.geomspace(max(float(tx.min()), 1e-12), xmax, 200)

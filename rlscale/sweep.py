@@ -116,6 +116,8 @@ class SweepSpec(BaseModel):
     timeout_s: float | None = Field(None, gt=0)
     seed_key: str = "trainer.seed"
     x: str = "flops"
+    # the report's fitted metric; None: the fitting protocol's default (the eval mean when logged)
+    metric: str | None = None
     bootstrap: int = Field(200, ge=0)
     tune: TuneSpec | None = None
     _path: Path | None = PrivateAttr(None)  # the spec file, set by load_spec

@@ -27,7 +27,7 @@ def final_mean(frame: pd.DataFrame, col: str) -> float:
 
 
 def _protocol(spec: SweepSpec) -> FitProtocol:
-    return FitProtocol(x=spec.x, n_boot=spec.bootstrap)
+    return FitProtocol(x=spec.x, metric=spec.metric, n_boot=spec.bootstrap)
 
 
 def _group_fit(fits: list[RunFit], protocol: FitProtocol):

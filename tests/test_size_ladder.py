@@ -90,12 +90,40 @@ def test_not_enough_sizes_is_a_message_not_an_exception(ladder):
     assert any("builtin:mini" in n for n in pred.notes)
 
 
-def _write_run(run_dir, x, y):
+def test_spec_metric_picks_what_the_report_fits(tmp_path):
+    """Runs that log a held-out eval which falls (memorised training tasks) while the training
+    reward rises: by default the report fits the eval mean; `metric: reward/mean` fits the reward."""
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"model": "builtin:tiny", "algo": {"name": "grpo"}}))
+    fitted = {}
+    for metric in (None, "reward/mean"):
+        out = tmp_path / f"out-{metric is None}"
+        spec_path = tmp_path / f"spec-{metric is None}.yaml"
+        fields = {"name": "ladder", "base": "base.yaml", "output_dir": str(out), "bootstrap": 0}
+        fields["grid"] = {"model": SIZES, "trainer.seed": [0]}
+        spec_path.write_text(yaml.safe_dump(fields | ({"metric": metric} if metric else {})))
+        spec = sweep.load_spec(spec_path)
+        for p in sweep.expand(spec):
+            n = builtin_params(p.values["model"])
+            _write_run(p.run_dir(spec), *curve(n, 3), eval_every=20)
+        assert main(["sweep", str(spec_path), "--report-only"]) == 0
+        fits = json.loads((out / "fits.json").read_text())
+        (ladder,) = fits["ladder"]
+        fitted[metric] = ((out / "report.md").read_text(), ladder)
+    md, _ = fitted[None]
+    assert "fitted metric: `eval/mean@8`" in md
+    md, ladder = fitted["reward/mean"]
+    assert "fitted metric: `reward/mean`" in md and ladder["ok"] and ladder["mae"] < 0.04
+
+
+def _write_run(run_dir, x, y, *, eval_every=0):
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = [
         {"step": i, "reward/mean": float(v), "entropy/mean": 1.0 - float(v), "compute/flops": float(c)}
         for i, (c, v) in enumerate(zip(x, y))
     ]
+    for i, row in enumerate(rows[1::eval_every] if eval_every else []):
+        row["eval/mean@8"] = 0.1 - 0.001 * i
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[1:]))
     (run_dir / "summary.json").write_text("{}")
 
