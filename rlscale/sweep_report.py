@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from rlscale import scaling
+from rlscale.config import ConfigError
 from rlscale.fit_estimates import Comparison, compare_fits, fit_seeds
 from rlscale.fitting import FitProtocol, json_safe
 from rlscale.metric_names import X_AXES
@@ -28,6 +29,15 @@ def final_mean(frame: pd.DataFrame, col: str) -> float:
 
 def _protocol(spec: SweepSpec) -> FitProtocol:
     return FitProtocol(x=spec.x, metric=spec.metric, n_boot=spec.bootstrap)
+
+
+def _check_metric(spec: SweepSpec, frame: pd.DataFrame, run_dir: Path) -> None:
+    if spec.metric and spec.metric not in frame:
+        numeric = [c for c in frame.columns if c != "step" and pd.api.types.is_numeric_dtype(frame[c])]
+        raise ConfigError(
+            f"{spec.path or spec.name}: metric: {run_dir}/metrics.jsonl has no {spec.metric!r}; "
+            f"it logs {', '.join(map(str, numeric[:12]))}{', ...' if len(numeric) > 12 else ''}"
+        )
 
 
 def _group_fit(fits: list[RunFit], protocol: FitProtocol):
@@ -114,6 +124,7 @@ def build_report(
                 )
                 continue
             frames[p.name] = load_metrics(run_dir)
+            _check_metric(spec, frames[p.name], run_dir)
             fit = fit_frame(
                 frames[p.name],
                 p.name,

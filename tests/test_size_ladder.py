@@ -90,7 +90,7 @@ def test_not_enough_sizes_is_a_message_not_an_exception(ladder):
     assert any("builtin:mini" in n for n in pred.notes)
 
 
-def test_spec_metric_picks_what_the_report_fits(tmp_path):
+def test_spec_metric_picks_what_the_report_fits(tmp_path, capsys):
     """Runs that log a held-out eval which falls (memorised training tasks) while the training
     reward rises: by default the report fits the eval mean; `metric: reward/mean` fits the reward."""
     base = tmp_path / "base.yaml"
@@ -114,6 +114,14 @@ def test_spec_metric_picks_what_the_report_fits(tmp_path):
     assert "fitted metric: `eval/mean@8`" in md
     md, ladder = fitted["reward/mean"]
     assert "fitted metric: `reward/mean`" in md and ladder["ok"] and ladder["mae"] < 0.04
+
+    # a metric no run logs: one error naming the spec file and the key, and what the runs log
+    typo = tmp_path / "spec-False.yaml"
+    typo.write_text(typo.read_text().replace("metric: reward/mean", "metric: reward/meen"))
+    capsys.readouterr()
+    assert main(["sweep", str(typo), "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert f"{typo}: metric:" in err and "has no 'reward/meen'" in err and "reward/mean" in err
 
 
 def _write_run(run_dir, x, y, *, eval_every=0):
