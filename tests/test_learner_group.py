@@ -314,7 +314,7 @@ def test_colocated_mode_on_cpu_is_refused_at_run_start(ray_session, tmp_path):
     from rlscale.errors import RunStopped
 
     if ray_session.cluster_resources().get("GPU", 0) >= 1:
-        pytest.skip("this cluster has GPUs for colocated mode")
+        pytest.skip("colocated mode is refused only on a cluster without GPUs; this one has them")
     cfg = build_config({"output_dir": str(tmp_path), "rollout": {"colocate": True}})
     cfg.run_dir.mkdir(parents=True)
     with pytest.raises(RunStopped, match=r"rollout.colocate: vLLM's sleep mode needs CUDA GPUs"):
