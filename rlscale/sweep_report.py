@@ -183,9 +183,12 @@ def build_report(
     if tune_choices is not None:
         fits_json["tune"] = tune_choices
     paths["fits"].write_text(json.dumps(json_safe(fits_json), indent=2))
-    md = _markdown(spec, table, comparisons, missing)
-    md += _tune_markdown(spec, tune_choices) + _ladder_markdown(predictions)
-    paths["md"].write_text(md)
+    sections = (
+        _markdown(spec, table, comparisons, missing),
+        _tune_markdown(spec, tune_choices),
+        _ladder_markdown(predictions),
+    )
+    paths["md"].write_text("\n".join(s for s in sections if s))  # a blank line between sections
     return paths
 
 

@@ -157,7 +157,7 @@ def test_sweep_report_has_the_cross_size_prediction(tmp_path, capsys):
         _write_run(p.run_dir(spec), *curve(n, p.values["trainer.seed"] + 7))
     assert main(["sweep", str(spec_path), "--report-only"]) == 0
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "## Cross-size prediction" in md and "builtin:mid predicted from builtin:tiny" in md
+    assert "\n\n## Cross-size prediction" in md and "builtin:mid predicted from builtin:tiny" in md
     assert "report_ladder.png" in md and (tmp_path / "out" / "report_ladder.png").stat().st_size > 10_000
     (ladder,) = json.loads((tmp_path / "out" / "fits.json").read_text())["ladder"]
     assert ladder["ok"] and ladder["target"] == "builtin:mid" and ladder["mae"] < 0.04

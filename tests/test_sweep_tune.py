@@ -229,7 +229,7 @@ def test_tune_then_main_through_the_command(tmp_path, capsys, monkeypatch):
     assert (root / "tune" / "model=builtin-tiny,lr=0.0003,seed=1" / "summary.json").is_file()
     assert json.loads((root / "tune.json").read_text())["choices"][0]["chosen"] == {"learner.lr": 3e-4}
     md = (root / "report.md").read_text()
-    assert "## Tune stage" in md and "learner.lr=0.0003" in md
+    assert "\n\n## Tune stage" in md and "learner.lr=0.0003" in md
     table = pd.read_csv(root / "report.csv")
     assert table["learner.lr (tuned)"].tolist() == [3e-4, 3e-4]
     # two sizes only: the ladder section says so, without an exception
