@@ -70,7 +70,11 @@ def _dry_run(cfg, resume: bool) -> int:
 
 
 def cmd_run(args) -> int:
+    from rlscale.config_checks import inert_settings
+
     cfg = _load_run_config(args)
+    for note in inert_settings(cfg):
+        print(f"note: {note}", file=sys.stderr)
     if args.dry_run:
         return _dry_run(cfg, bool(args.resume))
     if not args.resume and _run_exists(cfg):  # refused here, before Ray, torch and vLLM load

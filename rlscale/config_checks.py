@@ -58,6 +58,38 @@ def resolve_algo(algo) -> None:
                 raise ValueError(f"algo.{key}: does nothing here; it is used only {_APPLIES_ONLY[key][0]}")
 
 
+# algo keys that act only once the policy has moved away from the one that sampled the batch
+_RATIO_KEYS = ("eps_low", "eps_high", "dual_clip", "kl_cov_ratio", "kl_cov_coef")
+
+
+def inert_settings(cfg) -> list[str]:
+    """Notes on settings a config makes that cannot act in it. Not errors: the run is valid,
+    it just does not test what the setting names. With one optimiser step per rollout batch
+    on-policy the learner's "old" log-probs are its own (`Learner.update`), so every PPO ratio
+    is exactly 1: a clip bound never binds and KL-Cov's |log ratio| penalty and its gradient
+    are 0. Only values set over the preset are noted (plain GRPO's unused clip is no news)."""
+    algo = cfg.algo
+    if algo.ppo_epochs * algo.mini_batches > 1 or cfg.trainer.off_policy_steps:
+        return []
+    preset = ALGO_PRESETS[algo.name]
+    defaults = {k: f.default for k, f in type(algo).model_fields.items()}
+    keys = [
+        k
+        for k in _RATIO_KEYS
+        if k in algo.model_fields_set and getattr(algo, k) != preset.get(k, defaults[k])
+    ]
+    if algo.policy_loss == "kl_cov" and algo.policy_loss != preset.get("policy_loss"):
+        keys.insert(0, "policy_loss")
+    if not keys:
+        return []
+    settings = " ".join(f"algo.{k}={getattr(algo, k)}" for k in keys)
+    return [
+        f"{settings}: no effect here: with one optimiser step per rollout batch on-policy every "
+        "PPO ratio is exactly 1, so no clip binds and KL-Cov's penalty is 0; set "
+        "algo.mini_batches or algo.ppo_epochs above 1, or trainer.off_policy_steps"
+    ]
+
+
 # constructor arguments that name a data file or directory: checked to exist at config time
 _DATA_ARGS = ("path", "data_path", "data_file")
 

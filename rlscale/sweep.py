@@ -269,6 +269,19 @@ def validate(spec: SweepSpec, points: list[Point]) -> list[RunConfig]:
     return configs
 
 
+def print_inert_settings(points: list[Point], configs: list[RunConfig]) -> None:
+    """`config_checks.inert_settings` per point, each note once with the points it concerns:
+    a spec whose points differ only in settings that cannot act compares identical runs."""
+    from rlscale.config_checks import inert_settings
+
+    notes: dict[str, list[str]] = {}
+    for point, cfg in zip(points, configs):
+        for note in inert_settings(cfg):
+            notes.setdefault(note, []).append(point.name)
+    for note, names in notes.items():
+        print(f"note: {note}  [{', '.join(names)}]")
+
+
 def print_points(spec: SweepSpec, points: list[Point], console=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -323,6 +336,7 @@ def main(spec_path, *, dry_run=False, report_only=False, parallel=None) -> int:
                 print(err)
                 points = sweep_tune.apply_choices(spec, points, None)
     configs = validate(spec, points)
+    print_inert_settings(points, configs)
     if dry_run:
         print_points(spec, points)
         return 0

@@ -131,3 +131,11 @@ def test_plot_says_what_it_does_before_the_fits(tmp_path, capsys):
     said = "fitting demo_run (1/1: 400 steps, 5 bootstrap resamples) ..."
     assert captured.err.splitlines()[0] == said and f"plotting into {tmp_path} ..." in captured.err
     assert all(line.endswith(".png") for line in captured.out.splitlines())
+
+
+def test_run_notes_a_setting_that_cannot_act(capsys):
+    assert main(["run", "--dry-run", "configs/demo.yaml", "algo.eps_high=0.28"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: algo.eps_high=0.28: no effect here") and "algo.mini_batches" in err
+    assert main(["run", "--dry-run", "configs/demo.yaml", "algo.eps_high=0.28", "algo.mini_batches=4"]) == 0
+    assert "note:" not in capsys.readouterr().err

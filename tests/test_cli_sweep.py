@@ -82,3 +82,26 @@ def test_progress_on_a_terminal_draws_a_bar_and_the_running_points(tmp_path):
     text = out.getvalue()
     assert "sweep s" in text and "0/2 points, 1 running" in text and "ETA" in text
     assert "seed=0" in text and "4/10" in text and "0.375" in text
+
+
+def test_shipped_specs_are_valid_and_every_point_tests_what_it_sets(capsys):
+    """Every experiments/*.yaml validates point by point (tune stage too), and no point sets a
+    value that cannot act (entropy_control once compared clip-higher and KL-Cov with one
+    on-policy step per batch: curves identical to plain GRPO)."""
+    from pathlib import Path
+
+    from rlscale import sweep_tune
+
+    specs = sorted(Path("experiments").glob("*.yaml"))
+    assert {p.stem for p in specs} >= {"allocation", "entropy_control", "ladder", "presets", "validate"}
+    for path in specs:
+        spec = sweep.load_spec(path)
+        points = sweep.expand(spec)
+        if spec.tune is not None:
+            tune = sweep_tune.tune_spec(spec)
+            sweep.validate(tune, sweep.expand(tune))
+            points = sweep_tune.apply_choices(spec, points, None)
+        configs = sweep.validate(spec, points)
+        assert len(configs) == len(points) >= 3, path
+        sweep.print_inert_settings(points, configs)
+        assert "note:" not in capsys.readouterr().out, path

@@ -227,3 +227,28 @@ def test_an_env_kwargs_typo_is_refused_by_the_cli_in_about_a_second(demo):
     assert done.stderr.strip().splitlines()[-1].startswith(f"{demo}: env.kwargs.digts: unknown argument")
     assert done.stdout.strip() == "imported False"
     assert time.monotonic() - t0 < 15  # about a second alone; generous on a loaded shared machine
+
+
+@pytest.mark.parametrize(
+    "overrides, noted",
+    [
+        (["algo.eps_high=0.28"], "algo.eps_high=0.28"),  # clip-higher on demo: 1 step, on-policy
+        (["algo.policy_loss=kl_cov"], "algo.policy_loss=kl_cov"),
+        (["algo.dual_clip=3", "algo.eps_low=0.1"], "algo.eps_low=0.1 algo.dual_clip=3.0"),
+        (["algo.eps_high=0.28", "algo.mini_batches=4"], None),  # the policy moves within a step
+        (["algo.policy_loss=kl_cov", "algo.ppo_epochs=2"], None),
+        (["algo.eps_high=0.28", "trainer.off_policy_steps=1"], None),  # ratio vs the sampler's
+        (["algo.eps_high=0.2"], None),  # the preset's own value: nothing new to say
+        (["algo.name=dapo"], None),  # dapo's 0.28 comes with its 16 mini-batches
+        ([], None),
+    ],
+)
+def test_settings_that_cannot_act_are_noted(demo, overrides, noted):
+    from rlscale.config_checks import inert_settings
+
+    notes = inert_settings(load_config(demo, overrides))
+    if noted is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and notes[0].startswith(f"{noted}: no effect here")
+        assert "algo.mini_batches" in notes[0]
