@@ -51,11 +51,20 @@ def resolve_algo(algo) -> None:
             f"scaling itself; norm_adv chooses the scaling only for 'gae' (for {algo.norm_adv!r} "
             f"scaling choose advantage {' or '.join(fits)})"
         )
-    defaults = {k: f.default for k, f in type(algo).model_fields.items()}
-    for key in sorted(user_set):
+    for key in _set_over_preset(algo):
         if key in _APPLIES_ONLY and not _APPLIES_ONLY[key][1](algo):
-            if getattr(algo, key) != preset.get(key, defaults[key]):
-                raise ValueError(f"algo.{key}: does nothing here; it is used only {_APPLIES_ONLY[key][0]}")
+            raise ValueError(f"algo.{key}: does nothing here; it is used only {_APPLIES_ONLY[key][0]}")
+
+
+def _set_over_preset(algo) -> list[str]:
+    """The algo keys the config set to something other than the preset's (or default) value."""
+    preset = ALGO_PRESETS[algo.name]
+    defaults = {k: f.default for k, f in type(algo).model_fields.items()}
+    return [
+        k
+        for k in sorted(algo.model_fields_set)
+        if getattr(algo, k) is not None and getattr(algo, k) != preset.get(k, defaults[k])
+    ]
 
 
 # algo keys that act only once the policy has moved away from the one that sampled the batch
@@ -71,14 +80,9 @@ def inert_settings(cfg) -> list[str]:
     algo = cfg.algo
     if algo.ppo_epochs * algo.mini_batches > 1 or cfg.trainer.off_policy_steps:
         return []
-    preset = ALGO_PRESETS[algo.name]
-    defaults = {k: f.default for k, f in type(algo).model_fields.items()}
-    keys = [
-        k
-        for k in _RATIO_KEYS
-        if k in algo.model_fields_set and getattr(algo, k) != preset.get(k, defaults[k])
-    ]
-    if algo.policy_loss == "kl_cov" and algo.policy_loss != preset.get("policy_loss"):
+    over = _set_over_preset(algo)
+    keys = [k for k in _RATIO_KEYS if k in over]
+    if "policy_loss" in over and algo.policy_loss == "kl_cov":
         keys.insert(0, "policy_loss")
     if not keys:
         return []
