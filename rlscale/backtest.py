@@ -17,6 +17,10 @@ prefix, carried forward. Rows:
 - sigmoid_pooled: runs of one config (config.yaml equal but for name, output_dir and seed)
   fitted together (a shared A, t-interval over seeds), beside the one-by-one fits.
 
+Below the table, the entropy-collapse warning of the live refit replayed on each run every
+100 steps (`rlscale.live_refit.replay_entropy_warning`): how often it fired, how early, what
+it predicted, and whether the run then collapsed or its reward stalled.
+
 The table prints each row's absolute error, the held-out RMSE and persistence's error; a
 figure (`--out`, default <first run>/plots/backtest.png) draws each prediction against the
 truth with its band; `--json PATH` writes the rows (`run`, `fraction`, `law`, `metric`,
@@ -37,9 +41,10 @@ import pandas as pd
 import yaml
 
 from rlscale import scaling
-from rlscale.backtest_report import plot_backtest, print_table
+from rlscale.backtest_report import plot_backtest, print_table, print_warning_replays
 from rlscale.fit_estimates import SigmoidEstimate, fit_seeds, fit_sigmoid_protocol
 from rlscale.fitting import FitProtocol, json_safe, run_curve, x_axis
+from rlscale.live_refit import WarningReplay, replay_entropy_warning
 from rlscale.metric_names import X_AXES
 from rlscale.run_fits import run_labels
 from rlscale.telemetry import load_metrics
@@ -84,6 +89,7 @@ class RunData:
     points: pd.DataFrame  # what the laws are fitted on
     x_label: str
     note: str = ""
+    warning: WarningReplay | None = None  # the entropy-collapse warning, replayed
 
     @property
     def x_final(self) -> float:
@@ -223,7 +229,16 @@ def backtest_group(name: str, runs: list[RunData], protocol: FitProtocol, at=AT)
 def load_run(run_dir, name: str, protocol: FitProtocol) -> RunData:
     frame = load_metrics(run_dir)
     raw, points, metric, note = run_curve(frame, protocol)
-    return RunData(name, Path(run_dir), metric, raw, points, x_axis(frame, protocol.x)[1], note)
+    warning = replay_entropy_warning(frame, planned_steps(run_dir, frame), name)
+    return RunData(name, Path(run_dir), metric, raw, points, x_axis(frame, protocol.x)[1], note, warning)
+
+
+def planned_steps(run_dir, frame: pd.DataFrame) -> int:
+    """trainer.steps from the run's config.yaml; the last step logged when it has none."""
+    path = Path(run_dir) / "config.yaml"
+    cfg = yaml.safe_load(path.read_text()) if path.is_file() else None
+    steps = (cfg or {}).get("trainer", {}).get("steps") if isinstance(cfg, dict) else None
+    return int(steps) if isinstance(steps, int) and steps > 0 else int(frame["step"].max())
 
 
 def recipe_key(run_dir) -> str | None:
@@ -333,6 +348,7 @@ def main(args) -> int:
         if run.note:
             print(f"{run.name}: {run.note}")
     print_table(rows)
+    print_warning_replays([r.warning for r in runs if r.warning is not None])
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "plots" / "backtest.png"
     print(f"figure: {plot_backtest(runs, estimates, rows, out, protocol)}")
     if args.json:

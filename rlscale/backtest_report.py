@@ -12,21 +12,26 @@ import numpy as np
 if TYPE_CHECKING:
     from rlscale.backtest import Row, RunData
     from rlscale.fitting import FitProtocol
+    from rlscale.live_refit import WarningReplay
 
 
 def _f(v, spec=".3f") -> str:
     return "—" if v is None or not math.isfinite(v) else format(v, spec)
 
 
-def print_table(rows: list[Row], console=None) -> None:
+def _console():
+    """A terminal's own width; 200 columns when printing to a pipe or file (wide tables)."""
     from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def print_table(rows: list[Row], console=None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=200)
+    console = console or _console()
     table = Table(
         title="backtest: fit on a prefix, predict the final value (mean over the last 10% of compute)"
     )
@@ -49,6 +54,26 @@ def print_table(rows: list[Row], console=None) -> None:
             console.print(
                 f"{law} at {f:.0%}: median |error| {_f(med)} vs persistence {_f(pers)} ({len(sel)} rows)"
             )
+
+
+def print_warning_replays(replays: list[WarningReplay], console=None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not replays:
+        return
+    console = console or _console()
+    table = Table(title="entropy-collapse warning, replayed as the live refit raises it (every 100 steps)")
+    for col in ("run", "warned", "first at step", "predicted collapse", "threshold", "final entropy",
+                "collapsed", "reward at warning -> final", "stalled"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for w in replays:
+        stalled = "—" if w.stalled is None else "yes" if w.stalled else "no"
+        table.add_row(escape(w.run), f"{w.warnings}/{w.checks}", _f(w.first_warning_step, ".0f"),
+                      _f(w.predicted_collapse_step, ".0f"), _f(w.threshold), _f(w.final_entropy),
+                      "yes" if w.collapsed else "no",
+                      f"{_f(w.reward_at_first_warning)} -> {_f(w.final_reward)}", stalled)  # fmt: skip
+    console.print(table)
 
 
 def plot_backtest(runs: list[RunData], estimates: dict, rows: list[Row], path, protocol: FitProtocol) -> Path:

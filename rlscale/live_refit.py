@@ -96,15 +96,83 @@ def live_refit(
     if ent.ok:
         out.update({"fit/entropy_a": ent.a, "fit/entropy_b": ent.b, "fit/entropy_ceiling": ent.ceiling})
     if ENTROPY in frame and planned_steps:
-        steps, h = frame["step"].to_numpy(float), frame[ENTROPY].to_numpy(float)
-        if np.isfinite(h).any():
-            threshold = entropy_threshold or 0.1 * float(np.nanmean(h[:5]))
-            at = scaling_stats.entropy_collapse_step(steps, h, planned_steps, threshold)
-            out["fit/entropy_collapse_step"] = float(at) if at is not None else NAN
-            now = float(np.nanmean(h[np.isfinite(h)][-5:]))
-            out["fit/entropy_collapsed"] = float(now < threshold)
-            out["fit/entropy_collapse_warning"] = float(now >= threshold and at is not None)
+        out.update(entropy_watch(frame, planned_steps, entropy_threshold))
     return {k: float(v) for k, v in out.items()}
+
+
+def entropy_watch(frame: pd.DataFrame, planned_steps: int, threshold: float | None = None) -> dict:
+    """`fit/entropy_collapse_step`, `fit/entropy_collapse_warning` and `fit/entropy_collapsed`
+    for the steps logged so far (empty when no entropy is logged). threshold: default 10% of
+    the mean entropy over the first 5 steps."""
+    steps, h = frame["step"].to_numpy(float), frame[ENTROPY].to_numpy(float)
+    if not np.isfinite(h).any():
+        return {}
+    threshold = threshold or 0.1 * float(np.nanmean(h[:5]))
+    at = scaling_stats.entropy_collapse_step(steps, h, planned_steps, threshold)
+    now = float(np.nanmean(h[np.isfinite(h)][-5:]))
+    return {
+        "fit/entropy_collapse_step": float(at) if at is not None else NAN,
+        "fit/entropy_collapsed": float(now < threshold),
+        "fit/entropy_collapse_warning": float(now >= threshold and at is not None),
+    }
+
+
+@dataclass
+class WarningReplay:
+    """The entropy-collapse warning replayed on a finished run, as its live refit would have
+    raised it every `every` steps; reward is the training reward, averaged over `span` steps."""
+
+    run: str
+    checks: int
+    warnings: int
+    first_warning_step: float  # NaN: never warned
+    predicted_collapse_step: float  # at the first warning
+    threshold: float
+    final_entropy: float
+    collapsed: bool  # entropy fell below the threshold by the end
+    reward_at_first_warning: float
+    final_reward: float
+
+    @property
+    def stalled(self) -> bool | None:
+        """Whether reward stopped rising after the first warning (None: no warning)."""
+        if not self.warnings:
+            return None
+        return not self.final_reward > self.reward_at_first_warning + 0.01
+
+
+def replay_entropy_warning(frame: pd.DataFrame, planned_steps: int, run: str = "", *, every: int = 100,
+                           span: int = 50) -> WarningReplay | None:  # fmt: skip
+    """None when the run logged no entropy."""
+    if ENTROPY not in frame or not np.isfinite(frame[ENTROPY].to_numpy(float)).any():
+        return None
+    per_step = frame[frame[ENTROPY].notna()].sort_values("step")
+    h = per_step[ENTROPY].to_numpy(float)
+    threshold = 0.1 * float(np.nanmean(h[:5]))
+    last = int(per_step["step"].iloc[-1])
+    fired = []
+    for at in range(every, last + 1, every):
+        watch = entropy_watch(per_step[per_step["step"] <= at], planned_steps, threshold)
+        if watch.get("fit/entropy_collapse_warning") == 1.0:
+            fired.append((at, watch["fit/entropy_collapse_step"]))
+    reward = per_step[REWARD] if REWARD in per_step else pd.Series(NAN, index=per_step.index)
+
+    def reward_before(step):
+        window = per_step["step"].between(step - span + 1, step)
+        return float(reward[window].mean())
+
+    return WarningReplay(
+        run=run,
+        checks=last // every,
+        warnings=len(fired),
+        first_warning_step=float(fired[0][0]) if fired else NAN,
+        predicted_collapse_step=float(fired[0][1]) if fired else NAN,
+        threshold=threshold,
+        final_entropy=float(np.nanmean(h[-span:])),
+        collapsed=bool(np.nanmean(h[-5:]) < threshold),
+        reward_at_first_warning=reward_before(fired[0][0]) if fired else NAN,
+        final_reward=reward_before(last),
+    )
 
 
 # ----------------------------------------------------------------------------- during a run

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import stats
 
 if TYPE_CHECKING:
     from rlscale.scaling import Fit, SigmoidFit
@@ -179,25 +180,32 @@ def predict_remaining_gain(fit: SigmoidFit, current_compute, final_compute) -> G
     return Gain(now, final, final - now, fit.A - final)
 
 
-def entropy_collapse_step(steps, entropy, planned_steps, threshold, *, window=50):
-    """Step at which entropy is predicted to fall below threshold, from an exponential
-    fit (a line in log entropy) over the last `window` points; the last step if the fit
-    is already below it; None if not before planned_steps, or too little data."""
+def entropy_collapse_step(
+    steps, entropy, planned_steps, threshold, *, window_frac=0.25, min_window=50, level=0.95
+):
+    """Step at which entropy is predicted to fall below threshold: an exponential fit (a line
+    in log entropy) over the last `window_frac` of the points (at least `min_window`),
+    extrapolated at the shallow end of its slope's `level` interval, so that per-step noise
+    in a short window does not read as a collapse. The last step if the fit is already
+    below the threshold; None if not before planned_steps, or too little data."""
     s, h, _ = clean_points(steps, entropy)
     if s is None:
         return None
     order = np.argsort(s, kind="stable")
     s, h = s[order], h[order]
     pos = h > 0
-    s, h = s[pos][-window:], h[pos][-window:]
+    s, h = s[pos], h[pos]
+    window = max(min_window, math.ceil(window_frac * s.size))
+    s, log_h = s[-window:], np.log(h[-window:])
     if s.size < 3 or np.ptp(s) == 0 or threshold <= 0:
         return None
-    slope, icpt = np.polyfit(s, np.log(h), 1)
-    if slope * s[-1] + icpt < np.log(threshold):
+    line = stats.linregress(s, log_h)
+    if line.slope * s[-1] + line.intercept < np.log(threshold):
         return int(s[-1])
-    if slope >= 0:
+    shallow = line.slope + stats.t.ppf(0.5 + level / 2, s.size - 2) * line.stderr
+    if not shallow < 0:
         return None
-    cross = (np.log(threshold) - icpt) / slope
+    cross = s.mean() + (np.log(threshold) - log_h.mean()) / shallow
     return math.ceil(cross) if cross <= planned_steps else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,8 @@ def test_backtest_on_a_small_real_run(tmp_path, capsys):
     # four evaluations are too few to fit: the training reward, with the reason printed
     assert "eval/pass@1 has 4 evaluations (< 6): fitting reward/mean instead" in text
     assert "median |error|" in text and fig.stat().st_size > 20_000
+    # the collapse warning replayed every 100 steps: entropy ends at 0.40, far above 10% of its start
+    assert re.search(r"demo_run\s*│\s*0/4\s*│.*0\.115\s*│\s*0\.403\s*│\s*no", text)
 
     rows = json.loads(out_json.read_text())
     assert all(KEYS <= set(r) for r in rows) and {r["metric"] for r in rows} == {"reward/mean"}

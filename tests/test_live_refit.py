@@ -5,13 +5,17 @@ asymptote), and a collapse warning is one line."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
+import pytest
 from test_fitting_cli import synthetic_frame, write_run
 
 from rlscale.config import ScalingConfig
 from rlscale.fitting import FitProtocol
-from rlscale.live_refit import judge_refit, live_protocol, live_refit, refit_run
+from rlscale.live_refit import judge_refit, live_protocol, live_refit, refit_run, replay_entropy_warning
 
 NAN = float("nan")
 
@@ -77,3 +81,27 @@ def test_the_orchestrator_logs_warns_and_stops(tmp_path, capsys):
     assert orch.stop_reason is None and logged["fit/entropy_collapse_warning"] == 1.0
     lines = [x for x in capsys.readouterr().out.splitlines() if "entropy" in x]
     assert len(lines) == 1 and lines[0].startswith("warning: entropy is on course to collapse by step 2")
+
+
+def test_entropy_warning_replayed_on_a_finished_run():
+    """Entropy falling as 0.3 exp(-step/200), reward rising to step 300: the replay warns from
+    its first check (step 100), predicts the crossing, sees the collapse, and no stall since
+    reward rose after the warning; with reward flat throughout it is a stall. A slow fall never
+    warns."""
+    step = np.arange(1, 801)
+    reward = np.minimum(step, 300) / 1000
+    fast = pd.DataFrame({"step": step, "entropy/mean": 0.3 * np.exp(-step / 200), "reward/mean": reward})
+    w = replay_entropy_warning(fast, 800, "fast")
+    assert (w.checks, w.warnings, w.first_warning_step) == (8, 4, 100)  # steps 100-400, then below
+    # threshold: 10% of the mean over steps 1-5, 0.1 * 0.3 exp(-3/200), crossed at 200 (ln 10 + 0.015)
+    assert w.predicted_collapse_step == 464 and w.collapsed
+    assert w.threshold == pytest.approx(0.1 * 0.3 * np.exp(-3 / 200), rel=0.01)
+    assert w.reward_at_first_warning == pytest.approx(np.mean(step[50:100]) / 1000)
+    assert w.final_reward == pytest.approx(0.3) and w.stalled is False  # 0.0755 -> 0.3: it rose
+
+    assert replay_entropy_warning(fast.assign(**{"reward/mean": 0.3}), 800).stalled is True
+
+    slow = fast.assign(**{"entropy/mean": 0.3 * np.exp(-step / 5000)})
+    w = replay_entropy_warning(slow, 800)
+    assert (w.warnings, w.collapsed, w.stalled) == (0, False, None) and math.isnan(w.first_warning_step)
+    assert replay_entropy_warning(fast.drop(columns="entropy/mean"), 800) is None

@@ -312,6 +312,25 @@ def test_entropy_collapse_step():
     assert entropy_collapse_step(s, np.full(s.size, np.nan), 1000, 0.1) is None
 
 
+def test_entropy_collapse_step_is_not_fooled_by_per_step_noise():
+    """Checked every 100 steps of a 2,000-step run with 15% per-step noise in entropy: a slow
+    fall (crossing 10% of the start at step 6,900) never warns, a fast one (at 1,150) warns
+    from step 500 on and predicts its step. A 50-step window's slope alone warned 4 times of 10
+    on the slow fall."""
+    rng = np.random.default_rng(0)
+    s = np.arange(1, 2001)
+    noise = 1 + 0.15 * rng.standard_normal(s.size)
+
+    def warnings(tau):
+        h = 0.3 * np.exp(-s / tau) * noise
+        return [entropy_collapse_step(s[:at], h[:at], 2000, 0.03) for at in range(100, 1001, 100)]
+
+    assert warnings(3000) == [None] * 10
+    fast = warnings(500)
+    assert all(w is not None for w in fast[4:])  # from step 500, 650 steps ahead
+    assert abs(fast[-1] - 500 * np.log(10)) < 100
+
+
 # ----------------------------------------------------------------------------- pass@k
 
 
