@@ -116,7 +116,9 @@ def sample_outside(env: Environment, rng: random.Random, held_out) -> Task:
         task = env.sample(rng)
         if repr(task.prompt) not in held_out:
             return task
-    raise RuntimeError("eval.held_out: 1,000 draws in a row were evaluation tasks; the task space is too small")
+    raise RuntimeError(
+        "eval.held_out: 1,000 draws in a row were evaluation tasks; the task space is too small"
+    )
 
 
 def as_episode(env: Environment | MultiTurnEnvironment, task: Task) -> gymnasium.Env:
