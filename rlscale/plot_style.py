@@ -35,8 +35,10 @@ def smoothing_text(lengths) -> str:
     windows = sorted({smooth_window(n) for n in lengths})
     if not windows:
         return "no run to draw"
+    if windows == [1]:
+        return "not smoothed"
     if len(windows) == 1:
-        return f"smoothed: rolling mean over {windows[0]} step{'s' * (windows[0] > 1)}"
+        return f"smoothed: rolling mean over {windows[0]} steps"
     return f"smoothed: rolling mean over 1/{SMOOTH_FRAC} of each run ({windows[0]}-{windows[-1]} steps)"
 
 

@@ -220,14 +220,14 @@ def plot_run(run_dir: str | Path, frame: pd.DataFrame | None = None) -> list[Pat
 # ----------------------------------------------------------------------------- sweeps
 
 
-def _mean_band(ax, fits: list, col: str, color: str, label: str) -> None:
-    """Mean over seeds (each smoothed) at each step, shaded +-1 sd where 2+ seeds have it."""
-    rows = pd.concat(
-        [pd.DataFrame({"step": f.raw["step"], "x": f.raw["x"], "v": smoothed(f.raw[col])}) for f in fits]
-    )
+def _mean_band(ax, curves: list[pd.DataFrame], col: str, color: str, label: str) -> None:
+    """Mean over seeds (each smoothed) at each step, shaded +-1 sd where 2+ seeds have it;
+    curves: one frame per seed with columns step, x and col."""
+    rows = pd.concat([pd.DataFrame({"step": c["step"], "x": c["x"], "v": smoothed(c[col])}) for c in curves])
     agg = rows.groupby("step").agg(x=("x", "mean"), mean=("v", "mean"), sd=("v", "std"), n=("v", "count"))
     agg = agg[agg["x"] > 0]
-    ax.plot(agg["x"], agg["mean"], color=color, label=f"{label} ({len(fits)} seed{'s' * (len(fits) > 1)})")
+    n = len(curves)
+    ax.plot(agg["x"], agg["mean"], color=color, label=f"{label} ({n} seed{'s' * (n > 1)})")
     many = agg["n"] > 1
     ax.fill_between(
         agg["x"][many],
@@ -248,8 +248,9 @@ def plot_groups(groups: dict[str, list], path: str | Path, *, group_fits: dict |
     for i, (name, fits) in enumerate(groups.items()):
         if not fits:
             continue
-        _mean_band(ax_r, fits, "y", run_color(i), name)
-        _mean_band(ax_h, fits, "entropy", run_color(i), name)
+        _mean_band(ax_r, [f.raw for f in fits], "y", run_color(i), name)
+        if any(len(f.entropy_steps) for f in fits):
+            _mean_band(ax_h, [f.entropy_steps for f in fits], "entropy", run_color(i), name)
         sig = (group_fits or {}).get(name)
         if sig is not None and sig.ok:
             x = np.concatenate([f.raw["x"].to_numpy(float) for f in fits])
@@ -262,12 +263,16 @@ def plot_groups(groups: dict[str, list], path: str | Path, *, group_fits: dict |
         ax.set_xlabel(first.x_label if first else "")
         ax.set_ylabel(ylabel)
         light_grid(ax)
-    smoothing = smoothing_text(len(f.raw) for fs in groups.values() for f in fs) + " (each seed)"
+    fits = [f for fs in groups.values() for f in fs]
     ax_r.set_title(
         f"{first.y if first else 'reward'}: mean ± 1 sd over seeds; dashed: pooled sigmoid fit to "
-        f"{EXTRAPOLATE:g}x\n{smoothing}",
+        f"{EXTRAPOLATE:g}x\n{smoothing_text(len(f.raw) for f in fits)} (each seed)",
         fontsize=9,
     )
-    ax_h.set_title(f"policy entropy: mean ± 1 sd over seeds\n{smoothing}", fontsize=9)
+    ax_h.set_title(
+        "policy entropy (every step): mean ± 1 sd over seeds\n"
+        f"{smoothing_text(len(f.entropy_steps) for f in fits)} (each seed)",
+        fontsize=9,
+    )
     outside_legend(ax_h)
     return _save(laid_out(fig), Path(path))

@@ -9,11 +9,13 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from rlscale import scaling, scaling_stats
 from rlscale.fit_estimates import Comparison, SigmoidEstimate, compare_fits, fit_sigmoid_protocol
 from rlscale.fitting import (
+    ENTROPY,
     ENTROPY_BACKTEST_FRAC,
     NAN,
     FitProtocol,
@@ -28,7 +30,8 @@ from rlscale.telemetry import load_metrics
 @dataclass
 class RunFit:
     """All fits of one run. `raw` has one row per step with a finite metric, `points` the
-    rows the laws were fitted on; both have columns step, x, y, entropy."""
+    rows the laws were fitted on; both have columns step, x, y, entropy. `entropy_steps`:
+    every step that logged entropy (step, x, entropy), also when the metric is a sparse eval."""
 
     name: str
     x: str
@@ -44,6 +47,7 @@ class RunFit:
     backtest_frac: float | None = 0.5
     run_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    entropy_steps: pd.DataFrame = field(default_factory=lambda: entropy_per_step(pd.DataFrame(), None))
 
     @property
     def sigmoid(self) -> scaling.SigmoidFit:
@@ -116,7 +120,7 @@ def fit_frame(
     is the full study)."""
     p = protocol_with(protocol, x=x, metric=y, n_boot=bootstrap, bins=bins, min_compute=min_compute)
     raw, pts, metric, note = run_curve(frame, p, devices=devices)
-    _, x_label = x_axis(frame, p.x, devices=devices)
+    xs, x_label = x_axis(frame, p.x, devices=devices)
     cx, cy, h = (pts[c].to_numpy(float) for c in ("x", "y", "entropy"))
     reference = reference if reference is not None else (float(cx.max()) if cx.size else NAN)
     est = fit_sigmoid_protocol(cx, cy, p, reference=reference)
@@ -158,7 +162,16 @@ def fit_frame(
         backtest_frac=backtest_frac,
         run_dir=Path(run_dir) if run_dir else None,
         notes=notes,
+        entropy_steps=entropy_per_step(frame, xs),
     )
+
+
+def entropy_per_step(frame: pd.DataFrame, xs: pd.Series) -> pd.DataFrame:
+    """(step, x, entropy) for every row with a finite entropy and x."""
+    if ENTROPY not in frame:
+        return pd.DataFrame(columns=["step", "x", "entropy"], dtype=float)
+    rows = pd.DataFrame({"step": frame["step"], "x": xs, "entropy": frame[ENTROPY]}).astype(float)
+    return rows[np.isfinite(rows["x"]) & np.isfinite(rows["entropy"])].reset_index(drop=True)
 
 
 @dataclass

@@ -167,6 +167,23 @@ def test_sweep_report_figure(demo, monkeypatch, tmp_path):
     plt.close("all")
 
 
+def test_sweep_figure_draws_entropy_every_step_when_fitting_a_sparse_eval(
+    demo, monkeypatch, tmp_path
+):
+    """Fitted on an eval logged every 25 steps, the reward panel has one point per evaluation
+    (not smoothed) and the entropy panel every one of the 400 steps (smoothed over 20)."""
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig) or Path(path))
+    frame = demo.assign(**{"eval/mean@8": demo[M.REWARD].where(demo["step"] % 25 == 0)})
+    plots.plot_groups({"g": [_fit(frame, "s0", y="eval/mean@8")]}, tmp_path / "report.png")
+    (fig,) = saved
+    ax_r, ax_h = fig.get_axes()
+    assert len(ax_r.get_lines()[0].get_xdata()) == 16 and "not smoothed" in ax_r.get_title()
+    assert len(ax_h.get_lines()[0].get_xdata()) == 400
+    assert "rolling mean over 20 steps" in ax_h.get_title()
+    plt.close("all")
+
+
 def test_plot_command_reports_progress(tmp_path, capsys):
     out = tmp_path / "plots"
     assert main(["plot", str(DEMO_RUN), "--out", str(out), "--bootstrap", "10"]) == 0
