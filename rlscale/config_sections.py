@@ -254,6 +254,9 @@ class EvalConfig(StrictModel):
     )  # also evaluate after the last update
     # training never draws an evaluation task (for environments with far more tasks than a run sees)
     held_out: bool = Field(False, description="training never draws an evaluation task")
+    # not trainer.seed: seeds of one config are evaluated on the same tasks, so their spread (the
+    # margin compare_recipes decides by) is training noise, not the luck of each seed's task draw
+    seed: int = Field(0, description="seed of the evaluation task set, the same for every trainer.seed")
 
     def due(self, step: int) -> bool:
         """Whether to evaluate before step `step`'s update."""

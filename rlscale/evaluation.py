@@ -30,7 +30,7 @@ class Evaluator:
         from rlscale.collect import derived_seed
 
         self.cfg = cfg
-        rng = random.Random(derived_seed(cfg.trainer.seed, "eval"))
+        rng = random.Random(derived_seed(cfg.eval.seed, "eval"))
         self.tasks = [env.sample(rng) for _ in range(cfg.eval.tasks)]
 
     def held_out_prompts(self) -> set:

@@ -167,9 +167,7 @@ def test_sweep_report_figure(demo, monkeypatch, tmp_path):
     plt.close("all")
 
 
-def test_sweep_figure_draws_entropy_every_step_when_fitting_a_sparse_eval(
-    demo, monkeypatch, tmp_path
-):
+def test_sweep_figure_draws_entropy_every_step_when_fitting_a_sparse_eval(demo, monkeypatch, tmp_path):
     """Fitted on an eval logged every 25 steps, the reward panel has one point per evaluation
     (not smoothed) and the entropy panel every one of the 400 steps (smoothed over 20)."""
     saved = []
