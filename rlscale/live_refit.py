@@ -117,6 +117,9 @@ def entropy_watch(frame: pd.DataFrame, planned_steps: int, threshold: float | No
     }
 
 
+STALL_MARGIN = 0.01  # a reward that rose less than this after the warning had stalled
+
+
 @dataclass
 class WarningReplay:
     """The entropy-collapse warning replayed on a finished run, as its live refit would have
@@ -138,7 +141,7 @@ class WarningReplay:
         """Whether reward stopped rising after the first warning (None: no warning)."""
         if not self.warnings:
             return None
-        return not self.final_reward > self.reward_at_first_warning + 0.01
+        return not self.final_reward > self.reward_at_first_warning + STALL_MARGIN
 
 
 def replay_entropy_warning(frame: pd.DataFrame, planned_steps: int, run: str = "", *, every: int = 100,
