@@ -233,11 +233,15 @@ def load_run(run_dir, name: str, protocol: FitProtocol) -> RunData:
     return RunData(name, Path(run_dir), metric, raw, points, x_axis(frame, protocol.x)[1], note, warning)
 
 
+def saved_config(run_dir) -> dict | None:
+    """The run's config.yaml as written (None: the run has none)."""
+    path = Path(run_dir) / "config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else None
+
+
 def planned_steps(run_dir, frame: pd.DataFrame) -> int:
     """trainer.steps from the run's config.yaml; the last step logged when it has none."""
-    path = Path(run_dir) / "config.yaml"
-    cfg = yaml.safe_load(path.read_text()) if path.is_file() else None
-    steps = (cfg or {}).get("trainer", {}).get("steps") if isinstance(cfg, dict) else None
+    steps = (saved_config(run_dir) or {}).get("trainer", {}).get("steps")
     return int(steps) if isinstance(steps, int) and steps > 0 else int(frame["step"].max())
 
 
@@ -247,12 +251,11 @@ def recipe_key(run_dir) -> str | None:
     a different set of keys still compare equal; as written when it no longer validates."""
     from rlscale.config_io import ConfigError, build_config
 
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
+    cfg = saved_config(run_dir)
+    if cfg is None:
         return None
-    cfg = yaml.safe_load(path.read_text()) or {}
     try:
-        cfg = build_config(cfg, source=str(path)).model_dump(mode="json")
+        cfg = build_config(cfg, source=str(Path(run_dir) / "config.yaml")).model_dump(mode="json")
     except ConfigError:
         pass
     for k in RUN_KEYS:
