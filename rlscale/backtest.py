@@ -234,9 +234,12 @@ def load_run(run_dir, name: str, protocol: FitProtocol) -> RunData:
 
 
 def saved_config(run_dir) -> dict | None:
-    """The run's config.yaml as written (None: the run has none)."""
+    """The run's config.yaml as written (None: the run has none; {}: it holds no mapping)."""
     path = Path(run_dir) / "config.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else None
+    if not path.is_file():
+        return None
+    cfg = yaml.safe_load(path.read_text())
+    return cfg if isinstance(cfg, dict) else {}
 
 
 def planned_steps(run_dir, frame: pd.DataFrame) -> int:

@@ -131,3 +131,14 @@ def test_runs_of_one_config_are_pooled_whatever_defaults_their_files_spell_out(t
     new = write_run(tmp_path / "new", synthetic_frame(seed=1), config={**base, "scaling": {"metric": None}})
     lr = write_run(tmp_path / "lr", synthetic_frame(seed=2), config={**base, "learner": {"lr": 1e-2}})
     assert backtest.recipe_key(old) == backtest.recipe_key(new) != backtest.recipe_key(lr)
+
+
+def test_planned_steps_reads_the_saved_config_and_falls_back_to_the_last_step(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"step": [1, 2, 37]})
+    assert backtest.planned_steps(tmp_path, frame) == 37  # no config.yaml
+    (tmp_path / "config.yaml").write_text("trainer: {steps: 2000}\n")
+    assert backtest.planned_steps(tmp_path, frame) == 2000
+    (tmp_path / "config.yaml").write_text("- not a mapping\n")  # a damaged file: still replays
+    assert backtest.planned_steps(tmp_path, frame) == 37
