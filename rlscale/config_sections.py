@@ -330,7 +330,11 @@ class BuiltinModelConfig(StrictModel):
         description="supervised warm-start steps of builtin:<size> models on the env's tasks (cached)",
     )
     sft_batch: int = Field(64, ge=1, description="warm-start batch size")
-    sft_lr: float = Field(3e-3, gt=0, description="warm-start learning rate")
+    sft_lr: float | None = Field(
+        None,
+        gt=0,
+        description="warm-start learning rate; None: the size's own (rlscale.models.warm_start_lr, 1/width)",
+    )
 
 
 class RayConfig(StrictModel):

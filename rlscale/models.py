@@ -48,6 +48,17 @@ BUILTIN_SIZES = {
 }
 
 
+# Adam's update size does not shrink with width, so one warm-start rate for every size is too high
+# for the wider ones; muP's rule for Adam on hidden weights scales it as 1/width, from the rate
+# the tiny model was tuned at (README, "The scaling ladder", has the loss curves behind this).
+TINY_WARM_START_LR = 3e-3
+
+
+def warm_start_lr(size: ModelSize) -> float:
+    """The default warm-start learning rate of a built-in size: tiny's, scaled as 1/width."""
+    return TINY_WARM_START_LR * (BUILTIN_SIZES["tiny"].hidden / size.hidden)
+
+
 def param_count(size: ModelSize, vocab_size: int | None = None) -> int:
     """Parameters of `build_model(size, vocab_size)` without building it: per layer the
     attention (q, k, v with biases, o without), the SwiGLU MLP and two RMSNorms; untied input
@@ -146,12 +157,13 @@ def cache_root() -> Path:
 def builtin_spec(size_name: str, env_name: str, env_kwargs: dict, sft: dict, seed: int) -> dict:
     if size_name not in BUILTIN_SIZES:
         raise ValueError(f"model: unknown builtin size {size_name!r}; choose from {list(BUILTIN_SIZES)}")
+    lr = sft.get("sft_lr") or warm_start_lr(BUILTIN_SIZES[size_name])
     return {
         "size": asdict(BUILTIN_SIZES[size_name]),
         "chars": CHARS,
         "env": env_name,
         "env_kwargs": env_kwargs,
-        "sft": sft,
+        "sft": {**sft, "sft_lr": lr},  # the rate used, also when the config left it to the size
         "seed": seed,
         "format": 2,  # bump when the build recipe changes (2: byte-level symbols in the vocabulary)
     }
@@ -163,6 +175,7 @@ def resolve_builtin(
     """Path of the cached warm-started model for this spec, building it on first use. The warm
     start never sees a `held_out` prompt, so an evaluation held out from RL is held out from it too."""
     spec = builtin_spec(size_name, env.name, env_kwargs, sft, seed)
+    sft = spec["sft"]
     if held_out:  # a digest, not the prompts: the same spec with the same evaluation hits the cache
         spec["held_out"] = hashlib.sha256("\n".join(sorted(held_out)).encode()).hexdigest()[:16]
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]

@@ -15,8 +15,10 @@ from rlscale.models import (
     build_model,
     build_tokenizer,
     builtin_params,
+    builtin_spec,
     param_count,
     resolve_builtin,
+    warm_start_lr,
 )
 
 
@@ -84,6 +86,23 @@ def test_builtin_is_warm_started_and_cached(monkeypatch, tmp_path):
 
     spec = json.loads((path / "rlscale_spec.json").read_text())
     assert spec["sft_final_loss"] < 0.5 * math.log(len(build_tokenizer()))  # well below uniform
+
+
+def test_warm_start_rate_defaults_to_the_size_own_and_is_in_the_cache_key():
+    # tiny keeps the rate it was tuned at (so its cached models keep their keys); wider sizes scale
+    # as 1/width: mini 128 -> 1.5e-3, small 192 -> 1e-3, mid 256 -> 7.5e-4
+    assert [warm_start_lr(BUILTIN_SIZES[n]) for n in ("tiny", "mini", "small", "mid")] == pytest.approx(
+        [3e-3, 1.5e-3, 1e-3, 7.5e-4]
+    )
+    default = {"sft_steps": 10, "sft_batch": 8, "sft_lr": None}
+    assert builtin_spec("tiny", "arithmetic", {}, default, 0)["sft"]["sft_lr"] == 3e-3
+    assert builtin_spec("mid", "arithmetic", {}, default, 0)["sft"]["sft_lr"] == pytest.approx(7.5e-4)
+    assert builtin_spec("tiny", "arithmetic", {}, default, 0) == builtin_spec(
+        "tiny", "arithmetic", {}, {**default, "sft_lr": 3e-3}, 0
+    )  # the same model as the explicit rate: one cache entry
+    assert builtin_spec("mid", "arithmetic", {}, {**default, "sft_lr": 2e-4}, 0)["sft"]["sft_lr"] == 2e-4
+    with pytest.raises(ValueError, match="unknown builtin size 'huge'"):
+        builtin_spec("huge", "arithmetic", {}, default, 0)
 
 
 def test_warm_start_draws_never_include_held_out_prompts():
