@@ -50,7 +50,7 @@ BUILTIN_SIZES = {
 
 # Adam's update size does not shrink with width, so one warm-start rate for every size is too high
 # for the wider ones; muP's rule for Adam on hidden weights scales it as 1/width, from the rate
-# the tiny model was tuned at (README, "The scaling ladder", has the loss curves behind this).
+# the tiny model was tuned at (the loss curves behind this are in the commit that added it).
 TINY_WARM_START_LR = 3e-3
 
 
