@@ -335,6 +335,13 @@ class BuiltinModelConfig(StrictModel):
         gt=0,
         description="warm-start learning rate; None: the size's own (rlscale.models.warm_start_lr, 1/width)",
     )
+    sft_seed: int | None = Field(
+        None,
+        ge=0,
+        description="seed of the warm start (initial weights, supervised batches); None: the run's "
+        "trainer.seed. A fixed seed gives every RL seed the same base model, as one pretrained "
+        "checkpoint does",
+    )
 
 
 class RayConfig(StrictModel):

@@ -158,13 +158,16 @@ def builtin_spec(size_name: str, env_name: str, env_kwargs: dict, sft: dict, see
     if size_name not in BUILTIN_SIZES:
         raise ValueError(f"model: unknown builtin size {size_name!r}; choose from {list(BUILTIN_SIZES)}")
     lr = sft.get("sft_lr") or warm_start_lr(BUILTIN_SIZES[size_name])
+    sft_seed = sft.get("sft_seed")
+    # the rate and seed used, resolved before the cache key so a default and its value share one
+    recipe = {key: value for key, value in sft.items() if key != "sft_seed"}
     return {
         "size": asdict(BUILTIN_SIZES[size_name]),
         "chars": CHARS,
         "env": env_name,
         "env_kwargs": env_kwargs,
-        "sft": {**sft, "sft_lr": lr},  # the rate used, also when the config left it to the size
-        "seed": seed,
+        "sft": {**recipe, "sft_lr": lr},
+        "seed": seed if sft_seed is None else sft_seed,
         "format": 2,  # bump when the build recipe changes (2: byte-level symbols in the vocabulary)
     }
 
@@ -184,7 +187,7 @@ def resolve_builtin(
         return target
     log(f"building builtin:{size_name} warm-started on {env.name} ({sft['sft_steps']} steps) -> {target}")
     tokenizer = build_tokenizer()
-    model = build_model(BUILTIN_SIZES[size_name], len(tokenizer), seed)
+    model = build_model(BUILTIN_SIZES[size_name], len(tokenizer), spec["seed"])
     loss = warm_start(
         model,
         tokenizer,
@@ -192,7 +195,7 @@ def resolve_builtin(
         steps=sft["sft_steps"],
         batch=sft["sft_batch"],
         lr=sft["sft_lr"],
-        seed=seed,
+        seed=spec["seed"],
         held_out=frozenset(held_out),
     )
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ import math
 import random
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from rlscale.envs import make_env
 from rlscale.envs.base import sample_outside
@@ -103,6 +105,25 @@ def test_warm_start_rate_defaults_to_the_size_own_and_is_in_the_cache_key():
     assert builtin_spec("mid", "arithmetic", {}, {**default, "sft_lr": 2e-4}, 0)["sft"]["sft_lr"] == 2e-4
     with pytest.raises(ValueError, match="unknown builtin size 'huge'"):
         builtin_spec("huge", "arithmetic", {}, default, 0)
+
+
+def test_a_fixed_warm_start_seed_gives_every_run_seed_one_base_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("RLSCALE_CACHE", str(tmp_path))
+    env = make_env("arithmetic", digits=1, ops="+")
+    default = {"sft_steps": 2, "sft_batch": 4, "sft_lr": None, "sft_seed": None}
+    # None follows the run's seed, with the key a config without the field had (caches survive)
+    assert builtin_spec("tiny", "arithmetic", {}, default, 5)["seed"] == 5
+    assert builtin_spec("tiny", "arithmetic", {}, default, 5) == builtin_spec(
+        "tiny", "arithmetic", {}, {"sft_steps": 2, "sft_batch": 4, "sft_lr": None}, 5
+    )
+    fixed = {**default, "sft_seed": 0}
+    paths = {resolve_builtin("tiny", env, {}, fixed, seed=s, log=lambda _: None) for s in (0, 1, 2)}
+    assert len(paths) == 1  # three RL seeds, one base model
+    assert json.loads((paths.pop() / "rlscale_spec.json").read_text())["seed"] == 0
+    own = resolve_builtin("tiny", env, {}, default, seed=1, log=lambda _: None)
+    shared = resolve_builtin("tiny", env, {}, fixed, seed=1, log=lambda _: None)
+    weights = [load_file(path / "model.safetensors") for path in (own, shared)]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # seed 1's own init
 
 
 def test_warm_start_draws_never_include_held_out_prompts():
