@@ -158,9 +158,9 @@ def builtin_spec(size_name: str, env_name: str, env_kwargs: dict, sft: dict, see
     if size_name not in BUILTIN_SIZES:
         raise ValueError(f"model: unknown builtin size {size_name!r}; choose from {list(BUILTIN_SIZES)}")
     lr = sft.get("sft_lr") or warm_start_lr(BUILTIN_SIZES[size_name])
-    sft_seed = sft.get("sft_seed")
     # the rate and seed used, resolved before the cache key so a default and its value share one
-    recipe = {key: value for key, value in sft.items() if key != "sft_seed"}
+    recipe = dict(sft)
+    sft_seed = recipe.pop("sft_seed", None)
     return {
         "size": asdict(BUILTIN_SIZES[size_name]),
         "chars": CHARS,
