@@ -3,6 +3,7 @@ steps, each running point's live step and reward from its metrics.jsonl."""
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 
@@ -85,9 +86,10 @@ def test_progress_on_a_terminal_draws_a_bar_and_the_running_points(tmp_path):
 
 
 def test_shipped_specs_are_valid_and_every_point_tests_what_it_sets(capsys):
-    """Every experiments/*.yaml validates point by point (tune stage too), and no point sets a
-    value that cannot act (entropy_control once compared clip-higher and KL-Cov with one
-    on-policy step per batch: curves identical to plain GRPO)."""
+    """Every experiments/*.yaml validates point by point (tune stage too), runs >= 1,000 steps
+    with >= 3 seeds per point, and no point sets a value that cannot act (entropy_control once
+    compared clip-higher and KL-Cov with one on-policy step per batch: curves identical to
+    plain GRPO)."""
     from pathlib import Path
 
     from rlscale import sweep_tune
@@ -103,5 +105,9 @@ def test_shipped_specs_are_valid_and_every_point_tests_what_it_sets(capsys):
             points = sweep_tune.apply_choices(spec, points, None)
         configs = sweep.validate(spec, points)
         assert len(configs) == len(points) >= 3, path
+        # long enough to mean something: >= 1,000 steps and >= 3 seeds per point
+        assert min(c.trainer.steps for c in configs) >= 1000, path
+        seeds_per_group = collections.Counter(p.group for p in points)
+        assert min(seeds_per_group.values()) >= 3, (path, seeds_per_group)
         sweep.print_inert_settings(points, configs)
         assert "note:" not in capsys.readouterr().out, path
