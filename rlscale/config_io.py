@@ -29,6 +29,17 @@ def config_rows(cfg: BaseModel, prefix: str = "") -> list[tuple[str, Any, Any, s
     return rows
 
 
+def flatten_dotted(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}: a nested mapping's leaves under their dotted keys."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node = tree
     parts = dotted.split(".")

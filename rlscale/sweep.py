@@ -43,9 +43,11 @@ a vLLM/CUDA failure ends that point only, each point gets its own log file inste
 progress bars interleaved, no torch/vLLM state leaks between points through a reused Ray
 worker, and what ran is exactly what `rlscale run` does. A failed point is reported, not
 fatal. Run the sweep again and finished points (with summary.json) are skipped, unfinished
-ones resumed from their last checkpoint (`rlscale run --resume`). While it runs the terminal
-shows a bar over the points with an ETA counted in training steps and each running point's step
-and reward, read from its metrics.jsonl.
+ones resumed from their last checkpoint (`rlscale run --resume`), as long as the spec still
+gives each point the settings its run dir holds; after a change (more steps, another rate) the
+sweep stops and names the run dirs to move aside, rather than report old runs under new
+settings. While it runs the terminal shows a bar over the points with an ETA counted in
+training steps and each running point's step and reward, read from its metrics.jsonl.
 
 Here: the spec, its points and their validation, and the command; running the points is
 `rlscale.sweep_run` (with the progress display `SweepProgress`), the report `rlscale.sweep_report`.
@@ -311,7 +313,7 @@ def main(spec_path, *, dry_run=False, report_only=False, parallel=None) -> int:
     some failed (the report is written anyway) or the tune stage made no pick for a group."""
     from rlscale import sweep_tune
     from rlscale.sweep_report import build_report
-    from rlscale.sweep_run import run_points
+    from rlscale.sweep_run import check_run_dirs_match, run_points
 
     spec = load_spec(spec_path)
     points = expand(spec)
@@ -348,6 +350,8 @@ def main(spec_path, *, dry_run=False, report_only=False, parallel=None) -> int:
             print(f"not running the main stage: {err}")
             return 1
         configs = validate(spec, points)
+    if report_only:
+        check_run_dirs_match(spec, points, configs)
     results = {} if report_only else run_points(spec, points, configs, parallel=parallel)
     paths = build_report(spec, points, results, tune_choices=choices)
     failed = {n: r["status"] for n, r in results.items() if not r["status"].startswith("ok")}

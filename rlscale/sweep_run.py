@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from rlscale.config import RunConfig
-from rlscale.config_io import save_config
+from rlscale.config import ConfigError, RunConfig
+from rlscale.config_io import flatten_dotted, read_yaml_mapping, save_config
 from rlscale.sweep import Point, SweepSpec
 
 
@@ -47,9 +47,48 @@ def _command(spec: SweepSpec, point: Point, address: str) -> list[str]:
     return [*run, f"ray.address={address}"]
 
 
+# where a run lives and the cluster it attached to: they differ between sweep invocations
+# (or after a move) without changing what the run computed
+_RUN_LOCAL_KEYS = frozenset({"name", "output_dir", "ray.address"})
+
+
+def changed_settings(saved: dict, wanted: RunConfig) -> list[tuple[str, object, object]]:
+    """(dotted key, saved value, wanted value) for every setting of a run dir's config.yaml
+    (`saved`, as read) that `wanted` gives another value, run-local keys aside."""
+    after = flatten_dotted(wanted.model_dump(mode="json"))  # the form save_config writes
+    return [
+        (key, old, after.get(key))
+        for key, old in flatten_dotted(saved).items()
+        if key not in _RUN_LOCAL_KEYS and after.get(key) != old
+    ]
+
+
+def check_run_dirs_match(spec: SweepSpec, points: list[Point], configs: list[RunConfig]) -> None:
+    """A point whose run dir holds a run of other settings (the spec changed since it ran) is
+    neither skipped, resumed nor reported: its numbers would stand under settings they did not
+    come from. One ConfigError lists every such run dir and what changed."""
+    stale = []
+    for point, cfg in zip(points, configs):
+        saved_path = point.run_dir(spec) / "config.yaml"
+        if not saved_path.is_file():
+            continue
+        changed = changed_settings(read_yaml_mapping(saved_path), cfg)
+        if changed:
+            text = ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changed[:4])
+            more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+            stale.append(f"  {saved_path.parent}: {text}{more}")
+    if stale:
+        raise ConfigError(
+            f"sweep {spec.name}: {len(stale)} run dir(s) hold runs of other settings than the spec now "
+            "gives their points; move them aside (or restore the spec) and run again:\n" + "\n".join(stale)
+        )
+
+
 def run_points(spec: SweepSpec, points: list[Point], configs: list[RunConfig], *, parallel=None, log=print):
     """Run the points that have not finished yet; returns point name -> result dict."""
     import ray
+
+    check_run_dirs_match(spec, points, configs)
 
     from rlscale.cluster import init_ray
 

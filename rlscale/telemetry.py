@@ -18,6 +18,7 @@ import pandas as pd
 
 from rlscale import accounting
 from rlscale import metric_names as M
+from rlscale.config_io import flatten_dotted
 from rlscale.metric_names import STANDARD_METRICS  # noqa: F401  (the contract's columns)
 
 METRICS_FILE = "metrics.jsonl"
@@ -244,7 +245,7 @@ class _MLflow:
         experiment = self.client.get_experiment_by_name("rlscale")
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment("rlscale")
         self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
-        for key, value in _flatten(config).items():
+        for key, value in flatten_dotted(config).items():
             self.client.log_param(self.run_id, key, str(value)[:500])
 
     def log(self, metrics: dict, step: int) -> None:
@@ -280,13 +281,3 @@ class _Wandb:
 
 
 _SINKS = {"tensorboard": _TensorBoard, "mlflow": _MLflow, "wandb": _Wandb}
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

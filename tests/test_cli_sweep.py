@@ -111,3 +111,38 @@ def test_shipped_specs_are_valid_and_every_point_tests_what_it_sets(capsys):
         assert min(seeds_per_group.values()) >= 3, (path, seeds_per_group)
         sweep.print_inert_settings(points, configs)
         assert "note:" not in capsys.readouterr().out, path
+
+
+def test_a_run_dir_of_other_settings_stops_the_sweep_naming_what_changed(tmp_path, capsys):
+    """Raising trainer.steps in a spec whose points already ran must not skip (or resume) the
+    old runs and report them as the new ones; a run dir differing only in the Ray address it
+    attached to is the same run."""
+    import pytest
+
+    from rlscale.cli import main
+    from rlscale.config import ConfigError
+    from rlscale.config_io import save_config
+
+    def points_and_configs(steps):
+        spec = _spec(tmp_path, grid={"trainer.seed": [0, 1]}, fixed={"trainer.steps": steps})
+        points = sweep.expand(spec)
+        return spec, points, sweep.validate(spec, points)
+
+    spec, points, configs = points_and_configs(500)
+    for point, cfg in zip(points, configs):
+        point.run_dir(spec).mkdir(parents=True)
+        ran_with = cfg.model_copy(update={"ray": cfg.ray.model_copy(update={"address": "10.0.0.1:6379"})})
+        save_config(ran_with, point.run_dir(spec) / "config.yaml")
+        (point.run_dir(spec) / "summary.json").write_text("{}")
+    sweep_run.check_run_dirs_match(spec, points, configs)  # same settings: reused
+
+    spec, points, configs = points_and_configs(1000)
+    with pytest.raises(ConfigError) as err:
+        sweep_run.check_run_dirs_match(spec, points, configs)
+    message = str(err.value)
+    assert "2 run dir(s)" in message and "trainer.steps 500 -> 1000" in message
+    assert "seed=0" in message and "seed=1" in message and "ray.address" not in message
+    # through the command: one clear error, and no report written over the old runs
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--report-only"]) == 2
+    assert "trainer.steps 500 -> 1000" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "report.md").exists()
