@@ -52,8 +52,6 @@ from rlscale.telemetry import load_metrics
 NAN = float("nan")
 AT = (0.25, 0.5, 0.75)
 ENTROPY_AT = (0.15, 0.25, 0.5)  # of steps: Cui et al. fit on the first 15%
-RUN_KEYS = ("name", "output_dir")  # config keys that name a run, not its recipe
-SEED_KEY = ("trainer", "seed")
 
 
 @dataclass
@@ -249,10 +247,10 @@ def planned_steps(run_dir, frame: pd.DataFrame) -> int:
 
 
 def recipe_key(run_dir) -> str | None:
-    """The run's config.yaml without the keys that name the run or seed it (None: no config).
+    """The run's config.yaml without the keys that locate the run or seed it (None: no config).
     Read through today's schema, defaults filled in, so that runs saved by versions that wrote
     a different set of keys still compare equal; as written when it no longer validates."""
-    from rlscale.config_io import ConfigError, build_config
+    from rlscale.config_io import RUN_LOCAL_KEYS, ConfigError, build_config, flatten_dotted
 
     cfg = saved_config(run_dir)
     if cfg is None:
@@ -261,10 +259,8 @@ def recipe_key(run_dir) -> str | None:
         cfg = build_config(cfg, source=str(Path(run_dir) / "config.yaml")).model_dump(mode="json")
     except ConfigError:
         pass
-    for k in RUN_KEYS:
-        cfg.pop(k, None)
-    cfg.get(SEED_KEY[0], {}).pop(SEED_KEY[1], None)
-    return json.dumps(cfg, sort_keys=True, default=str)
+    recipe = {k: v for k, v in flatten_dotted(cfg).items() if k not in (*RUN_LOCAL_KEYS, "trainer.seed")}
+    return json.dumps(recipe, sort_keys=True, default=str)
 
 
 def run_backtest(run_dirs, protocol: FitProtocol | None = None, *, at=AT, entropy_at=ENTROPY_AT, pool=True):

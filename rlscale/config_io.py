@@ -29,6 +29,11 @@ def config_rows(cfg: BaseModel, prefix: str = "") -> list[tuple[str, Any, Any, s
     return rows
 
 
+# where a run lives and the Ray cluster it attached to: they differ between runs of one recipe
+# (another sweep invocation, a moved run dir) without changing what the run computes
+RUN_LOCAL_KEYS = ("name", "output_dir", "ray.address")
+
+
 def flatten_dotted(tree: dict, prefix: str = "") -> dict:
     """{"a": {"b": 1}} -> {"a.b": 1}: a nested mapping's leaves under their dotted keys."""
     out = {}

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from rlscale.config import ConfigError, RunConfig
-from rlscale.config_io import flatten_dotted, read_yaml_mapping, save_config
+from rlscale.config_io import RUN_LOCAL_KEYS, flatten_dotted, read_yaml_mapping, save_config
 from rlscale.sweep import Point, SweepSpec
 
 
@@ -47,11 +47,6 @@ def _command(spec: SweepSpec, point: Point, address: str) -> list[str]:
     return [*run, f"ray.address={address}"]
 
 
-# where a run lives and the cluster it attached to: they differ between sweep invocations
-# (or after a move) without changing what the run computed
-_RUN_LOCAL_KEYS = frozenset({"name", "output_dir", "ray.address"})
-
-
 def changed_settings(saved: dict, wanted: RunConfig) -> list[tuple[str, object, object]]:
     """(dotted key, saved value, wanted value) for every setting of a run dir's config.yaml
     (`saved`, as read) that `wanted` gives another value, run-local keys aside."""
@@ -59,7 +54,7 @@ def changed_settings(saved: dict, wanted: RunConfig) -> list[tuple[str, object, 
     return [
         (key, old, after.get(key))
         for key, old in flatten_dotted(saved).items()
-        if key not in _RUN_LOCAL_KEYS and after.get(key) != old
+        if key not in RUN_LOCAL_KEYS and after.get(key) != old
     ]
 
 
@@ -86,9 +81,8 @@ def check_run_dirs_match(spec: SweepSpec, points: list[Point], configs: list[Run
 
 def run_points(spec: SweepSpec, points: list[Point], configs: list[RunConfig], *, parallel=None, log=print):
     """Run the points that have not finished yet; returns point name -> result dict."""
-    import ray
-
     check_run_dirs_match(spec, points, configs)
+    import ray
 
     from rlscale.cluster import init_ray
 

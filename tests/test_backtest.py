@@ -131,6 +131,11 @@ def test_runs_of_one_config_are_pooled_whatever_defaults_their_files_spell_out(t
     new = write_run(tmp_path / "new", synthetic_frame(seed=1), config={**base, "scaling": {"metric": None}})
     lr = write_run(tmp_path / "lr", synthetic_frame(seed=2), config={**base, "learner": {"lr": 1e-2}})
     assert backtest.recipe_key(old) == backtest.recipe_key(new) != backtest.recipe_key(lr)
+    # a seed resumed by a later sweep invocation attached to another Ray cluster: same recipe
+    resumed = write_run(
+        tmp_path / "resumed", synthetic_frame(seed=3), config={**base, "ray": {"address": "10.0.0.1:6379"}}
+    )
+    assert backtest.recipe_key(resumed) == backtest.recipe_key(old)
 
 
 def test_planned_steps_reads_the_saved_config_and_falls_back_to_the_last_step(tmp_path):
