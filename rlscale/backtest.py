@@ -14,7 +14,7 @@ prefix, carried forward. Rows:
 - entropy: R = -a exp(H) + b fitted on the first 15% / 25% / 50% of steps (`--entropy-at`,
   Cui et al.'s protocol), predicting the final value from the final entropy. The note says
   when the final entropy lies outside the range the fit saw (an extrapolation);
-- sigmoid_pooled: runs of one config (config.yaml equal but for name, output_dir and seed)
+- sigmoid_pooled: runs of one config (config.yaml equal but for the seed and RUN_LOCAL_KEYS)
   fitted together (a shared A, t-interval over seeds), beside the one-by-one fits.
 
 Below the table, the entropy-collapse warning of the live refit replayed on each run every
